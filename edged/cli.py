@@ -1,0 +1,91 @@
+"""The `edged` command line: run, check-config, classify, --version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from edged import __version__
+from edged.config import load_config, resolve_config_path
+from edged.errors import ConfigError, EdgedError
+
+log = logging.getLogger("edged")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edged", description=__doc__)
+    p.add_argument("--version", action="version", version=f"edged {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("-c", "--config", help="config file (default $EDGED_CONFIG, else "
+                                            "/etc/edged/config.yaml)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                     help="override the config's log_level")
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("-c", "--config", help="config file (default as for run)")
+
+    cls = sub.add_parser("classify", help="classify images with the daemon's preprocessing")
+    cls.add_argument("--model", required=True, help="TFLite model file")
+    cls.add_argument("--labels", help="labels file (default: labels embedded in the model)")
+    cls.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    cls.add_argument("--json", action="store_true", help="one JSON object per image")
+    cls.add_argument("--mean", type=float, nargs="+", help="normalization mean (default 127.5)")
+    cls.add_argument("--std", type=float, nargs="+", help="normalization std (default 127.5)")
+    cls.add_argument("images", nargs="+", metavar="IMAGE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            path = resolve_config_path(args.config)
+            load_config(path)
+            print(f"{path}: ok")
+            return 0
+        if args.command == "classify":
+            from edged.classify import run_classify
+            from edged.logs import setup_logging
+
+            setup_logging("warning")
+            if args.top_k < 1:
+                raise EdgedError("--top-k must be at least 1")
+            return run_classify(args.model, args.labels, args.top_k, args.images, args.json,
+                                args.mean, args.std)
+        return _run(args)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 2
+    except EdgedError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edged.daemon import Daemon
+    from edged.logs import setup_logging
+
+    cfg = load_config(resolve_config_path(args.config))
+    setup_logging(args.log_level or cfg.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    Daemon(cfg).run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

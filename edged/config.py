@@ -1,0 +1,244 @@
+"""The YAML configuration: pydantic models, loading, and errors mapped to file lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edged.errors import ConfigError
+from edged.yamlpos import YamlError, line_for, load_with_lines
+
+DEFAULT_CONFIG = "/etc/edged/config.yaml"
+# MQTT topic levels may not hold wildcards or separators; names become topic levels.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _topic_safe(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError("use only letters, digits, '_', '-' and '.' (it becomes an MQTT topic level)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ReconnectConfig(_Strict):
+    initial_s: float = Field(1.0, gt=0, description="First retry delay in seconds; doubles each try.")
+    max_s: float = Field(30.0, gt=0, description="Largest retry delay in seconds.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must be >= initial_s")
+        return self
+
+
+class MqttConfig(_Strict):
+    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    topic_prefix: str = Field("edged", min_length=1, description="First level of every topic.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of result messages.")
+    protocol: Literal["v5", "v3.1.1"] = Field("v5", description="MQTT protocol version.")
+    client_id: str | None = Field(None, description="MQTT client id; default edged-<node_id>.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
+    max_inflight: int = Field(
+        200, ge=1, description="QoS>0 messages sent but not yet acknowledged, at most."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Broker reconnect backoff."
+    )
+    drain_timeout_s: float = Field(
+        10.0, ge=0, description="On exit, how long to wait for the broker to acknowledge results."
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if any(c in v for c in "+#") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("no '+', '#' or leading/trailing '/' in a topic prefix")
+        return v
+
+
+class ModelConfig(_Strict):
+    path: str = Field(..., description="TFLite model file (relative to the config file).")
+    labels: str | None = Field(
+        None, description="Labels file, one per line (relative to the config file)."
+    )
+    threads: int = Field(1, ge=1, le=64, description="Interpreter threads per worker.")
+    workers: int = Field(2, ge=1, le=64, description="Worker threads, each owning an interpreter.")
+    top_k: int = Field(3, ge=1, description="How many best classes each result lists.")
+    mean: float | list[float] | None = Field(
+        None, description="Input normalization mean (scalar or per channel); default 127.5."
+    )
+    std: float | list[float] | None = Field(
+        None, description="Input normalization std (scalar or per channel); default 127.5."
+    )
+
+    @field_validator("std")
+    @classmethod
+    def _std_nonzero(cls, v: float | list[float] | None) -> float | list[float] | None:
+        values = v if isinstance(v, list) else [v] if v is not None else []
+        if any(x == 0 for x in values):
+            raise ValueError("std must not be 0")
+        return v
+
+
+class CameraConfig(_Strict):
+    source: str | int = Field(
+        ...,
+        description="Video file, image folder or glob, /dev/videoN or index, rtsp:// or http(s):// URL.",
+    )
+    model: str = Field("default", description="Name of the entry under `models` to run.")
+    enabled: bool = Field(True, description="Whether this camera runs.")
+    fps: float = Field(0, ge=0, description="Max processing rate; 0 = as fast as frames come.")
+    loop: bool = Field(False, description="Files: start over at the end.")
+    realtime: bool = Field(False, description="Files: pace at the file's own frame rate.")
+    policy: Literal["latest", "every"] | None = Field(
+        None,
+        description="latest: keep only the newest frame (live default); every: drop nothing "
+        "(file default).",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="Live sources: reconnect after this long without a frame."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Live source reconnect backoff."
+    )
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = Field(True, description="Serve Prometheus metrics.")
+    listen: str = Field("127.0.0.1:9108", description="HOST:PORT of the metrics listener.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+
+class Config(_Strict):
+    node_id: str = Field(
+        default_factory=lambda: socket.gethostname().split(".")[0] or "edged",
+        description="This node's name in topics; default the host name.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level shown."
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
+    models: dict[str, ModelConfig] = Field(..., description="Models by name.")
+    cameras: dict[str, CameraConfig] = Field(..., description="Cameras by name.")
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus metrics listener."
+    )
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str) -> str:
+        return _topic_safe(v)
+
+    @field_validator("cameras", "models")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("at least one entry is needed")
+        for name in v:
+            _topic_safe(str(name))
+        return v
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9108")
+    return host.strip("[]"), int(port)
+
+
+def is_path_source(source: str | int) -> bool:
+    """A source that names a file, folder or glob (not a device, index or URL)."""
+    return isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
+
+
+def resolve_config_path(cli_path: str | None) -> str:
+    """-c wins over $EDGED_CONFIG, which wins over the default."""
+    return cli_path or os.environ.get("EDGED_CONFIG") or DEFAULT_CONFIG
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve a config file; raise ConfigError with FILE:LINE lines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}:1: not a UTF-8 text file"]) from None
+    try:
+        data, lines = load_with_lines(text)
+    except YamlError as exc:
+        raise ConfigError([f"{path}:{exc.line}: {exc.reason}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a YAML mapping of keys"])
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, lines, exc)) from None
+    return _resolve(cfg, path, lines)
+
+
+def _format_errors(path: Path, lines: dict, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        key = ".".join(str(p) for p in loc) or "(top)"
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        else:
+            reason = err["msg"].removeprefix("Value error, ")
+        out.append(f"{path}:{line_for(lines, loc)}: {key}: {reason}")
+    return sorted(set(out), key=lambda s: (int(s.split(":")[1]), s))
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic names the union member it tried (e.g. 'str', 'list[float]'); not a config key.
+    return isinstance(part, str) and (part in {"str", "int", "float"} or "[" in part)
+
+
+def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
+    base = path.resolve().parent
+    errors = []
+
+    def fix(p: str) -> str:
+        return str(p if os.path.isabs(p) else base / p)
+
+    for name, model in cfg.models.items():
+        model.path = fix(model.path)
+        if not os.path.isfile(model.path):
+            loc = ("models", name, "path")
+            errors.append(f"{path}:{line_for(lines, loc)}: models.{name}.path: "
+                          f"model file not found: {model.path}")
+        if model.labels is not None:
+            model.labels = fix(model.labels)
+            if not os.path.isfile(model.labels):
+                loc = ("models", name, "labels")
+                errors.append(f"{path}:{line_for(lines, loc)}: models.{name}.labels: "
+                              f"labels file not found: {model.labels}")
+    for name, cam in cfg.cameras.items():
+        if cam.model not in cfg.models:
+            loc = ("cameras", name, "model")
+            errors.append(f"{path}:{line_for(lines, loc)}: cameras.{name}.model: "
+                          f"no model named {cam.model!r} under models")
+        if is_path_source(cam.source):
+            cam.source = fix(str(cam.source))
+    if errors:
+        raise ConfigError(errors)
+    return cfg

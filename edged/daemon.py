@@ -1,0 +1,133 @@
+"""The daemon: builds the pipeline from a config, starts it, and stops it in mirrored order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from edged.camera import Camera
+from edged.config import Config, split_listen
+from edged.errors import EdgedError, SourceError
+from edged.metrics import Metrics, MetricsServer
+from edged.model import load_model
+from edged.publisher import Publisher
+from edged.runtime import find_runtime
+from edged.scheduler import Scheduler
+from edged.sinks.mqtt import MqttSink
+from edged.topics import Topics
+from edged.worker import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _CameraComponent:
+    """Names the camera in a start error, so the user knows which key to fix."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera = camera
+
+    def start(self) -> None:
+        try:
+            self.camera.start()
+        except SourceError as exc:
+            raise EdgedError(f"cameras.{self.camera.name}: {exc}") from None
+
+    def stop(self) -> None:
+        self.camera.stop()
+
+
+class _SinkComponent:
+    def __init__(self, sink: MqttSink, drain_timeout: float) -> None:
+        self.sink, self._timeout = sink, drain_timeout
+
+    def start(self) -> None:
+        self.sink.start()
+
+    def stop(self) -> None:
+        self.sink.stop(self._timeout)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, registry: CollectorRegistry | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics(registry)
+        self.cameras: list[Camera] = []
+        self.metrics_server: MetricsServer | None = None
+        self.sink: MqttSink | None = None
+        self._started: list[Component] = []
+
+    def _build(self) -> list[Component]:
+        cfg = self.cfg
+        enabled = {name: cam for name, cam in cfg.cameras.items() if cam.enabled}
+        if not enabled:
+            raise EdgedError("cameras: no camera is enabled")
+        runtime = find_runtime()
+        self.metrics.set_build(str(runtime))
+        log.info("edged on %s, node %s", runtime, cfg.node_id)
+        models = {name: load_model(name, cfg.models[name])
+                  for name in sorted({cam.model for cam in enabled.values()})}
+        topics = Topics(cfg.mqtt.topic_prefix, cfg.node_id)
+        self.sink = MqttSink(cfg.mqtt, topics, self.metrics)
+        publisher = Publisher(self.sink, topics, cfg.mqtt.qos, self.metrics)
+        pools = {name: WorkerPool(model, cfg.models[name].workers,
+                                  Scheduler(capacity=2 * cfg.models[name].workers),
+                                  publisher.submit, self.metrics)
+                 for name, model in models.items()}
+        self.cameras = [Camera(name, cam, pools[cam.model].scheduler, self.metrics)
+                        for name, cam in enabled.items()]
+        components: list[Component] = []
+        if cfg.metrics.enabled:
+            host, port = split_listen(cfg.metrics.listen)
+            self.metrics_server = MetricsServer(self.metrics, host, port)
+            components.append(self.metrics_server)
+        components += [_SinkComponent(self.sink, cfg.mqtt.drain_timeout_s), publisher,
+                       *pools.values(), *(_CameraComponent(c) for c in self.cameras)]
+        return components
+
+    def start(self) -> None:
+        """Start everything, or stop what started and raise EdgedError."""
+        try:
+            for component in self._build():
+                component.start()
+                self._started.append(component)
+        except OSError as exc:
+            self.stop()
+            raise EdgedError(f"metrics.listen: cannot listen on {self.cfg.metrics.listen}: "
+                             f"{exc.strerror or exc}") from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop in reverse start order: capture, then workers finish, then publish, then MQTT."""
+        while self._started:
+            component = self._started.pop()
+            try:
+                component.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("error while stopping %s", type(component).__name__)
+
+    @property
+    def finished(self) -> bool:
+        """Every camera is finite and has ended."""
+        return bool(self.cameras) and all(c.finished.is_set() for c in self.cameras)
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, run until `stop` is set or every finite source has ended, then stop."""
+        self.start()
+        try:
+            while not stop.wait(0.2):
+                if self.finished:
+                    log.info("all sources ended; finishing")
+                    break
+        finally:
+            self.stop()
+        log.info("stopped")

@@ -1,0 +1,98 @@
+"""Frames waiting for a model's workers: per camera, by policy, served round-robin.
+
+`every` (files): a bounded queue; the capture thread waits for room (back-pressure, no drop).
+`latest` (live): one slot; a new frame replaces the unprocessed one, so nothing grows stale.
+Workers take from the cameras in turn, so a fast camera cannot starve a slow one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edged.sources.base import Frame
+
+
+@dataclass
+class Job:
+    camera: str
+    frame: Frame
+    ticket: int  # per camera, in the order workers took the frames: the publish order
+
+
+class _Lane:
+    def __init__(self, policy: str, capacity: int) -> None:
+        self.policy = policy
+        self.capacity = 1 if policy == "latest" else capacity
+        self.frames: deque[Frame] = deque()
+        self.next_ticket = 0
+
+
+class Scheduler:
+    def __init__(self, capacity: int = 4) -> None:
+        self._capacity = capacity
+        self._lanes: dict[str, _Lane] = {}
+        self._order: list[str] = []
+        self._cursor = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def add_camera(self, camera: str, policy: str) -> None:
+        with self._cond:
+            self._lanes[camera] = _Lane(policy, self._capacity)
+            self._order.append(camera)
+
+    def put(self, camera: str, frame: Frame, should_stop: Callable[[], bool]) -> Frame | None:
+        """Queue a frame; return the frame it replaced (latest policy), else None.
+
+        Under `every`, waits for room while `should_stop()` is false; a frame refused because
+        of a stop is returned as if replaced, so the caller can count it.
+        """
+        with self._cond:
+            lane = self._lanes[camera]
+            if lane.policy == "latest":
+                old = lane.frames.popleft() if lane.frames else None
+                lane.frames.append(frame)
+                self._cond.notify()
+                return old
+            while len(lane.frames) >= lane.capacity:
+                if should_stop() or self._closed:
+                    return frame
+                self._cond.wait(timeout=0.2)
+            lane.frames.append(frame)
+            self._cond.notify_all()
+            return None
+
+    def get(self, timeout: float) -> Job | None:
+        """The next frame in camera round-robin order; None on timeout or once closed and empty."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed or self._pending(), timeout=timeout):
+                return None
+            n = len(self._order)
+            for step in range(n):
+                name = self._order[(self._cursor + step) % n]
+                lane = self._lanes[name]
+                if lane.frames:
+                    self._cursor = (self._cursor + step + 1) % n
+                    frame = lane.frames.popleft()
+                    ticket = lane.next_ticket
+                    lane.next_ticket += 1
+                    self._cond.notify_all()  # room for a waiting `every` producer
+                    return Job(name, frame, ticket)
+            return None
+
+    def _pending(self) -> bool:
+        return any(lane.frames for lane in self._lanes.values())
+
+    @property
+    def drained(self) -> bool:
+        with self._cond:
+            return self._closed and not self._pending()
+
+    def close(self) -> None:
+        """No more frames will come; workers finish what is queued, then get() returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
