@@ -1,0 +1,67 @@
+"""Shared fixtures: a real broker per test, paths to the demo and the shared real models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers.broker import Mosquitto
+from tests.helpers.subscriber import Subscriber
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "models" / "demo"
+SHARED = Path(os.environ.get("EDGED_SHARED", ROOT.parent / "shared"))
+SHARED_MODELS = SHARED / "models"
+
+
+def shared_or_skip() -> Path:
+    if not (SHARED_MODELS / "README.md").exists():
+        pytest.skip(f"real models not available: {SHARED_MODELS} is absent (CI provides ../shared)")
+    return SHARED_MODELS
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    b = Mosquitto(tmp_path).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Mosquitto):
+    s = Subscriber(broker.port).start()
+    yield s
+    s.stop()
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def demo_config(port: int, **camera: object) -> dict:
+    """The demo pipeline against a broker on `port`, metrics on an ephemeral port."""
+    return {
+        "node_id": "test-node",
+        "mqtt": {"host": "127.0.0.1", "port": port, "reconnect": {"initial_s": 0.2, "max_s": 1}},
+        "models": {"default": {"path": str(DEMO / "model.tflite"),
+                               "labels": str(DEMO / "labels.txt"), "workers": 2}},
+        "cameras": {"conveyor": {"source": str(DEMO / "conveyor.mp4"), **camera}},
+        "metrics": {"listen": "127.0.0.1:0"},
+    }
+
+
+def edged(*args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
+    """Run the edged CLI as a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "edged", *args], capture_output=True,
+                          text=True, timeout=kwargs.pop("timeout", 120), **kwargs)
+
+
+def start_edged(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edged", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
