@@ -49,12 +49,18 @@ class Camera:
             return self.cfg.policy
         return "latest" if (self.live or self.cfg.realtime) else "every"
 
-    def start(self) -> None:
+    def open(self) -> None:
+        """Choose the source kind and open finite sources now, so a file that cannot be read
+        stops the daemon before anything else starts. Live sources open in the thread."""
         self._source = make_source(self.cfg)
         if not self._source.live:
-            self._source.open()  # a file that cannot be opened stops the daemon's start
+            self._source.open()
             log.info("camera %s: %s (%s, %.1f fps)", self.name, self._source.describe(),
                      self._source.key, self._source.fps)
+
+    def start(self) -> None:
+        if self._source is None:
+            self.open()
         self._scheduler.add_camera(self.name, self.policy)
         for reason in ("replaced", "fps", "decode"):
             self._metrics.frames_dropped.labels(self.name, reason)

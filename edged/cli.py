@@ -11,6 +11,7 @@ import threading
 from edged import __version__
 from edged.config import load_config, resolve_config_path
 from edged.errors import ConfigError, EdgedError
+from edged.nativelog import quiet_native_libraries
 
 log = logging.getLogger("edged")
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet_native_libraries(debug=getattr(args, "log_level", None) == "debug")
     try:
         if args.command == "check-config":
             path = resolve_config_path(args.config)

@@ -28,22 +28,6 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
-class _CameraComponent:
-    """Names the camera in a start error, so the user knows which key to fix."""
-
-    def __init__(self, camera: Camera) -> None:
-        self.camera = camera
-
-    def start(self) -> None:
-        try:
-            self.camera.start()
-        except SourceError as exc:
-            raise EdgedError(f"cameras.{self.camera.name}: {exc}") from None
-
-    def stop(self) -> None:
-        self.camera.stop()
-
-
 class _SinkComponent:
     def __init__(self, sink: MqttSink, drain_timeout: float) -> None:
         self.sink, self._timeout = sink, drain_timeout
@@ -83,13 +67,20 @@ class Daemon:
                  for name, model in models.items()}
         self.cameras = [Camera(name, cam, pools[cam.model].scheduler, self.metrics)
                         for name, cam in enabled.items()]
+        for camera in self.cameras:
+            try:
+                camera.open()
+            except SourceError as exc:
+                for opened in self.cameras:
+                    opened.stop()
+                raise EdgedError(f"cameras.{camera.name}: {exc}") from None
         components: list[Component] = []
         if cfg.metrics.enabled:
             host, port = split_listen(cfg.metrics.listen)
             self.metrics_server = MetricsServer(self.metrics, host, port)
             components.append(self.metrics_server)
         components += [_SinkComponent(self.sink, cfg.mqtt.drain_timeout_s), publisher,
-                       *pools.values(), *(_CameraComponent(c) for c in self.cameras)]
+                       *pools.values(), *self.cameras]
         return components
 
     def start(self) -> None:

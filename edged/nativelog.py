@@ -36,3 +36,13 @@ def quiet_native_stderr() -> Iterator[None]:
             and not line.startswith("ERROR: ")]  # ERROR lines are raised as exceptions too
     if kept:
         print("\n".join(kept), file=sys.stderr)
+
+
+def quiet_native_libraries(debug: bool = False) -> None:
+    """Ask OpenCV and its FFmpeg to keep their own messages to errors (or to all, in debug).
+
+    Called from the CLI before OpenCV is used; FFmpeg's "moov atom not found" and the like
+    would otherwise stand beside edged's own one-line error.
+    """
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "DEBUG" if debug else "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "32" if debug else "-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -202,8 +203,11 @@ def test_metrics_endpoint_counts_frames(tmp_path, broker):
 # --- bad input at start: one clear line, non-zero exit, no traceback -------------------------
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Non-zero exit, and besides INFO log records exactly one line: the error, last."""
     assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = [line for line in proc.stderr.splitlines()
+             if line.strip() and not re.match(r"^\S+ \S+ INFO ", line)]
+    assert lines and lines[-1] == proc.stderr.splitlines()[-1]
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
     for needle in needles:

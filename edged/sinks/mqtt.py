@@ -55,7 +55,7 @@ class MqttSink(Sink):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.connect_fail_callback = self._on_connect_fail
+        client.on_connect_fail = self._on_connect_fail
         self._client = client
         self._metrics.mqtt_connected.set(0)
         # connect_async + loop_start: a broker that is down at start is retried, not fatal.
