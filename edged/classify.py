@@ -7,10 +7,12 @@ import os
 import sys
 
 import cv2
+from pydantic import ValidationError
 
 from edged.config import ModelConfig
 from edged.errors import EdgedError
 from edged.model import load_model
+from edged.nativelog import quiet_native_stderr
 from edged.worker import classify
 
 
@@ -20,15 +22,20 @@ def run_classify(model: str, labels: str | None, top_k: int, images: list[str], 
     for name, path in (("--model", model), ("--labels", labels)):
         if path is not None and not os.path.isfile(path):
             raise EdgedError(f"{name}: file not found: {path}")
-    cfg = ModelConfig(path=model, labels=labels, top_k=top_k,
-                      mean=_scalar_or_list(mean), std=_scalar_or_list(std))
+    try:
+        cfg = ModelConfig(path=model, labels=labels, top_k=top_k,
+                          mean=_scalar_or_list(mean), std=_scalar_or_list(std))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise EdgedError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}") from None
     loaded = load_model("cli", cfg)
     backend = loaded.new_backend()
     backend.start()
     status = 0
     try:
         for path in images:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            with quiet_native_stderr(discard=True):  # libjpeg's own complaints
+                image = cv2.imread(path, cv2.IMREAD_COLOR)
             if image is None:
                 print(f"edged: {path}: cannot read image", file=sys.stderr)
                 status = 1

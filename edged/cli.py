@@ -16,6 +16,13 @@ from edged.nativelog import quiet_native_libraries
 log = logging.getLogger("edged")
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or R,G,B numbers: {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edged", description=__doc__)
     p.add_argument("--version", action="version", version=f"edged {__version__}")
@@ -35,8 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     cls.add_argument("--labels", help="labels file (default: labels embedded in the model)")
     cls.add_argument("--top-k", type=int, default=3, help="how many classes to show")
     cls.add_argument("--json", action="store_true", help="one JSON object per image")
-    cls.add_argument("--mean", type=float, nargs="+", help="normalization mean (default 127.5)")
-    cls.add_argument("--std", type=float, nargs="+", help="normalization std (default 127.5)")
+    cls.add_argument("--mean", type=_floats, help="normalization mean: one value or R,G,B "
+                                                   "(default 127.5)")
+    cls.add_argument("--std", type=_floats, help="normalization std: one value or R,G,B "
+                                                 "(default 127.5)")
     cls.add_argument("images", nargs="+", metavar="IMAGE")
     return p
 

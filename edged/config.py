@@ -6,9 +6,9 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edged.errors import ConfigError
 from edged.yamlpos import YamlError, line_for, load_with_lines
@@ -22,6 +22,9 @@ def _topic_safe(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise ValueError("use only letters, digits, '_', '-' and '.' (it becomes an MQTT topic level)")
     return value
+
+
+Name = Annotated[str, AfterValidator(_topic_safe)]
 
 
 class _Strict(BaseModel):
@@ -132,8 +135,8 @@ class Config(_Strict):
         "info", description="Least severe log level shown."
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
-    models: dict[str, ModelConfig] = Field(..., description="Models by name.")
-    cameras: dict[str, CameraConfig] = Field(..., description="Cameras by name.")
+    models: dict[Name, ModelConfig] = Field(..., description="Models by name.")
+    cameras: dict[Name, CameraConfig] = Field(..., description="Cameras by name.")
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Prometheus metrics listener."
     )
@@ -145,11 +148,9 @@ class Config(_Strict):
 
     @field_validator("cameras", "models")
     @classmethod
-    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _not_empty(cls, v: dict[str, Any]) -> dict[str, Any]:
         if not v:
             raise ValueError("at least one entry is needed")
-        for name in v:
-            _topic_safe(str(name))
         return v
 
 
@@ -194,7 +195,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def _format_errors(path: Path, lines: dict, exc: ValidationError) -> list[str]:
-    out = []
+    out: set[tuple[int, str]] = set()
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         key = ".".join(str(p) for p in loc) or "(top)"
@@ -204,8 +205,8 @@ def _format_errors(path: Path, lines: dict, exc: ValidationError) -> list[str]:
             reason = "required key is missing"
         else:
             reason = err["msg"].removeprefix("Value error, ")
-        out.append(f"{path}:{line_for(lines, loc)}: {key}: {reason}")
-    return sorted(set(out), key=lambda s: (int(s.split(":")[1]), s))
+        out.add((line_for(lines, loc), f"{path}:{line_for(lines, loc)}: {key}: {reason}"))
+    return [text for _, text in sorted(set(out))]
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -215,30 +216,28 @@ def _is_union_tag(part: Any) -> bool:
 
 def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
     base = path.resolve().parent
-    errors = []
+    errors: list[tuple[int, str]] = []
 
     def fix(p: str) -> str:
         return str(p if os.path.isabs(p) else base / p)
 
+    def error(loc: tuple[str, ...], reason: str) -> None:
+        line = line_for(lines, loc)
+        errors.append((line, f"{path}:{line}: {'.'.join(loc)}: {reason}"))
+
     for name, model in cfg.models.items():
         model.path = fix(model.path)
         if not os.path.isfile(model.path):
-            loc = ("models", name, "path")
-            errors.append(f"{path}:{line_for(lines, loc)}: models.{name}.path: "
-                          f"model file not found: {model.path}")
+            error(("models", name, "path"), f"model file not found: {model.path}")
         if model.labels is not None:
             model.labels = fix(model.labels)
             if not os.path.isfile(model.labels):
-                loc = ("models", name, "labels")
-                errors.append(f"{path}:{line_for(lines, loc)}: models.{name}.labels: "
-                              f"labels file not found: {model.labels}")
+                error(("models", name, "labels"), f"labels file not found: {model.labels}")
     for name, cam in cfg.cameras.items():
         if cam.model not in cfg.models:
-            loc = ("cameras", name, "model")
-            errors.append(f"{path}:{line_for(lines, loc)}: cameras.{name}.model: "
-                          f"no model named {cam.model!r} under models")
+            error(("cameras", name, "model"), f"no model named {cam.model!r} under models")
         if is_path_source(cam.source):
             cam.source = fix(str(cam.source))
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError([text for _, text in sorted(errors)])
     return cfg

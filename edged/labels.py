@@ -31,7 +31,7 @@ def parse_labels(lines: list[str]) -> list[str]:
 
 def read_labels(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: files saved with a BOM
             return parse_labels(f.readlines())
     except OSError as exc:
         raise ModelError(f"{path}: cannot read labels: {exc.strerror or exc}") from None

@@ -12,7 +12,7 @@ import numpy as np
 from edged.backends import Backend, get_backend
 from edged.config import ModelConfig
 from edged.errors import ModelError
-from edged.labels import fit_labels, read_labels
+from edged.labels import fit_labels, parse_labels, read_labels
 from edged.modelfile import embedded_labels, read_model_bytes
 from edged.preprocess import DEFAULT_MEAN, DEFAULT_STD, InputSpec, build_lut
 from edged.runtime import find_runtime
@@ -96,8 +96,10 @@ def _labels(cfg: ModelConfig, data: bytes, classes: int) -> list[str]:
         return fit_labels(read_labels(cfg.labels), classes, cfg.labels)
     embedded = embedded_labels(data)
     if embedded:
-        from edged.labels import parse_labels
-
-        return fit_labels(parse_labels(embedded), classes, f"{cfg.path} (embedded labels)")
+        where = f"{cfg.path} (embedded labels)"
+        try:
+            return fit_labels(parse_labels(embedded), classes, where)
+        except ValueError as exc:
+            raise ModelError(f"{where}: {exc}") from None
     log.warning("%s: no labels file; classes are named by their index", cfg.path)
     return [str(i) for i in range(classes)]

@@ -16,6 +16,7 @@ _IDENTIFIER = b"TFL3"
 # Field numbers in the TFLite schema (schema.fbs).
 _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_DESCRIPTION, _MODEL_BUFFERS = 1, 2, 3, 4
 _MODEL_METADATA_BUFFER, _MODEL_METADATA = 5, 6
+_OPCODE_CUSTOM_CODE = 1
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 _SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _SUBGRAPH_OPERATORS = 0, 1, 2, 3
 _TENSOR_SHAPE, _TENSOR_NAME, _TENSOR_QUANT, _TENSOR_SIGNATURE = 0, 3, 4, 7
@@ -34,6 +35,8 @@ class _Table:
         self.buf, self.pos = buf, pos
         vtable = pos - _read(buf, "<i", pos)
         self.vt_size = _read(buf, "<H", vtable)
+        _need(buf, vtable + self.vt_size)
+        _need(buf, pos + _read(buf, "<H", vtable + 2))  # the table's inline fields
         self.vtable = vtable
 
     def _field(self, n: int) -> int:
@@ -100,7 +103,8 @@ def check_model_bytes(data: bytes, path: str) -> None:
         raise ModelError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
     try:
         model = _Table(data, _read(data, "<I", 0))
-        model.tables(_MODEL_OPCODES)
+        for opcode in model.tables(_MODEL_OPCODES):
+            opcode.check_vector(_OPCODE_CUSTOM_CODE, 1)
         model.check_vector(_MODEL_DESCRIPTION, 1)
         model.check_vector(_MODEL_METADATA_BUFFER, 4)
         model.tables(_MODEL_METADATA)

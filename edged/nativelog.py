@@ -16,7 +16,8 @@ _NOISE = ("INFO: Created TensorFlow Lite", "INFO: Initialized TensorFlow Lite ru
 
 
 @contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
+def quiet_native_stderr(discard: bool = False) -> Iterator[None]:
+    """Capture fd 2 for the block; pass on what is not known noise (nothing if `discard`)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -34,7 +35,7 @@ def quiet_native_stderr() -> Iterator[None]:
             text = tmp.read().decode(errors="replace")
     kept = [line for line in text.splitlines() if line.strip() and not line.startswith(_NOISE)
             and not line.startswith("ERROR: ")]  # ERROR lines are raised as exceptions too
-    if kept:
+    if kept and not discard:
         print("\n".join(kept), file=sys.stderr)
 
 

@@ -20,10 +20,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
 def top_k(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The k best (index, score), best first; equal scores keep the lower index first."""
     scores = scores.reshape(-1)
-    k = min(k, scores.size)
-    if k < scores.size:
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(scores.size)
-    order = part[np.lexsort((part, -scores[part]))]
+    # A stable sort keeps ties in index order (uint8 outputs have many exact ties).
+    order = np.argsort(-scores, kind="stable")[:k]
     return [(int(i), float(scores[i])) for i in order]

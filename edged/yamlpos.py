@@ -31,12 +31,16 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
         raise YamlError(1, f"invalid YAML: {exc}") from None
     lines: dict[Path, int] = {}
     if node is not None:
-        _walk(node, (), lines)
+        _walk(node, (), lines, set())
     return data, lines
 
 
-def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
+def _walk(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
+    # An alias is the same node object again: walk it once (recursive aliases would loop).
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -45,15 +49,16 @@ def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
                 raise YamlError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
             seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), lines)
+            _walk(value_node, path + (key,), lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), lines)
+            _walk(item, path + (i,), lines, seen)
 
 
 def line_for(lines: dict[Path, int], path: Path) -> int:
     """The line of the deepest existing prefix of `path` (a missing key points at its parent)."""
     for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
+        for candidate in (path[:end], tuple(str(p) for p in path[:end])):
+            if candidate in lines:
+                return lines[candidate]
     return 1
