@@ -20,7 +20,7 @@ def persistent_broker(workdir: Path, port: int | None = None) -> Mosquitto:
     store = workdir / "mosquitto-store"
     store.mkdir(exist_ok=True)
     # The later `persistence true` wins over the helper's default; no queue limit per client.
-    return Mosquitto(workdir, port, extra_conf=f"persistence true\npersistence_location {store}/\n"
+    return Mosquitto(workdir, port, extra_conf=f"user root\npersistence true\npersistence_location {store}/\n"
                                                 "max_queued_messages 0\nautosave_interval 1\n")
 
 
