@@ -38,6 +38,7 @@ class Camera:
         self._index = 0
         self._episodes = EpisodeLog(log)
         self.last_frame_mono = 0.0
+        self.last_frame: Frame | None = None  # the newest frame, for on-demand commands
 
     @property
     def live(self) -> bool:
@@ -156,6 +157,7 @@ class Camera:
         frame = Frame(image=image, index=self._index, ts=time.time(), mono=now, name=name)
         self._index += 1
         self.last_frame_mono = now
+        self.last_frame = frame
         self._metrics.frames_captured.labels(self.name).inc()
         replaced = self._scheduler.put(self.name, frame, self._stop.is_set)
         if replaced is not None and replaced is not frame:

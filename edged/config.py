@@ -42,6 +42,61 @@ class ReconnectConfig(_Strict):
         return self
 
 
+class TopicClassConfig(_Strict):
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of this topic class.")
+    retain: bool = Field(True, description="Whether the broker keeps the last message.")
+
+
+class StateTopicConfig(TopicClassConfig):
+    enabled: bool = Field(True, description="Publish the retained, smoothed per-camera state.")
+
+
+class TlsConfig(_Strict):
+    ca_file: str | None = Field(
+        None, description="CA certificates (PEM) to verify the broker; default the system's."
+    )
+    cert_file: str | None = Field(None, description="Client certificate (PEM) for mTLS.")
+    key_file: str | None = Field(None, description="Client private key (PEM) for mTLS.")
+    insecure: bool = Field(
+        False, description="Skip verifying the broker's certificate and host name (unsafe)."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+class OutboxConfig(_Strict):
+    enabled: bool = Field(
+        True, description="Keep QoS>=1 results on disk until the broker acknowledges them."
+    )
+    path: str | None = Field(
+        None, description="SQLite file; default $STATE_DIRECTORY/outbox.db, else "
+        "/var/lib/edged/outbox.db.",
+    )
+    max_messages: int = Field(100_000, ge=1, description="Most results kept; then drop oldest.")
+    max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="Most payload bytes kept; then drop oldest."
+    )
+    synchronous: Literal["normal", "full"] = Field(
+        "normal", description="normal: survives a crash of edged; full: also a power loss "
+        "(an fsync per result).",
+    )
+
+
+class CommandsConfig(_Strict):
+    enabled: bool = Field(False, description="Subscribe to .../cmd/classify and .../cmd/state.")
+
+
+class HomeAssistantConfig(_Strict):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery.")
+    discovery_prefix: str = Field(
+        "homeassistant", min_length=1, description="Home Assistant's discovery topic prefix."
+    )
+
+
 class MqttConfig(_Strict):
     host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
@@ -59,6 +114,46 @@ class MqttConfig(_Strict):
     drain_timeout_s: float = Field(
         10.0, ge=0, description="On exit, how long to wait for the broker to acknowledge results."
     )
+    result_retain: bool = Field(False, description="Retain result messages.")
+    message_expiry_s: int = Field(
+        0, ge=0, description="MQTT v5 message expiry of results in seconds; 0 = none."
+    )
+    state: StateTopicConfig = Field(
+        default_factory=StateTopicConfig, description="The retained per-camera state topic."
+    )
+    status: TopicClassConfig = Field(
+        default_factory=TopicClassConfig, description="The availability (status) topic."
+    )
+    username: str | None = Field(None, description="User name for the broker.")
+    password_file: str | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password."
+    )
+    password_credential: str | None = Field(
+        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
+    )
+    tls: TlsConfig | None = Field(
+        None, description="TLS to the broker; verification is on unless insecure: true."
+    )
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig, description="The durable on-disk queue of results."
+    )
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="MQTT commands (classify, state)."
+    )
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        sources = [k for k in ("password_file", "password_env", "password_credential")
+                   if getattr(self, k) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give only one of {', '.join(sources)}")
+        if sources and self.username is None:
+            raise ValueError(f"{sources[0]} needs username")
+        return self
 
     @field_validator("topic_prefix")
     @classmethod
@@ -92,6 +187,23 @@ class ModelConfig(_Strict):
         return v
 
 
+class SmoothingConfig(_Strict):
+    method: Literal["none", "majority", "ema"] = Field(
+        "majority", description="none: each frame; majority: K of the last N; ema: moving average."
+    )
+    window: int = Field(5, ge=1, le=1000, description="N: frames considered (ema: its span).")
+    min_votes: int = Field(3, ge=1, description="K: votes a new label needs (majority).")
+    min_score: float = Field(
+        0.5, ge=0, le=1, description="Below this score a frame votes `unknown` (ema: threshold)."
+    )
+
+    @model_validator(mode="after")
+    def _votes(self) -> SmoothingConfig:
+        if self.min_votes > self.window:
+            raise ValueError("min_votes must be <= window")
+        return self
+
+
 class CameraConfig(_Strict):
     source: str | int = Field(
         ...,
@@ -112,6 +224,9 @@ class CameraConfig(_Strict):
     )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Live source reconnect backoff."
+    )
+    smoothing: SmoothingConfig = Field(
+        default_factory=SmoothingConfig, description="How the retained state follows results."
     )
 
 
@@ -238,6 +353,20 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
             error(("cameras", name, "model"), f"no model named {cam.model!r} under models")
         if is_path_source(cam.source):
             cam.source = fix(str(cam.source))
+    mqtt = cfg.mqtt
+    for key in ("password_file",):
+        if getattr(mqtt, key) is not None:
+            setattr(mqtt, key, fix(getattr(mqtt, key)))
+            if not os.path.isfile(getattr(mqtt, key)):
+                error(("mqtt", key), f"file not found: {getattr(mqtt, key)}")
+    if mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            if getattr(mqtt.tls, key) is not None:
+                setattr(mqtt.tls, key, fix(getattr(mqtt.tls, key)))
+                if not os.path.isfile(getattr(mqtt.tls, key)):
+                    error(("mqtt", "tls", key), f"file not found: {getattr(mqtt.tls, key)}")
+    if mqtt.outbox.path is not None:
+        mqtt.outbox.path = fix(mqtt.outbox.path)
     if errors:
         raise ConfigError([text for _, text in sorted(errors)])
     return cfg

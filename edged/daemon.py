@@ -9,6 +9,11 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from edged.camera import Camera
+from edged.commands import CommandHandler
+from edged.credentials import resolve_password
+from edged.homeassistant import HomeAssistant
+from edged.outbox import Outbox, outbox_path
+from edged.state import StateTracker
 from edged.config import Config, split_listen
 from edged.errors import EdgedError, SourceError
 from edged.metrics import Metrics, MetricsServer
@@ -47,6 +52,15 @@ class Daemon:
         self.metrics_server: MetricsServer | None = None
         self.sink: MqttSink | None = None
         self._started: list[Component] = []
+        self.state: StateTracker | None = None
+
+    def _outbox(self) -> Outbox | None:
+        """The durable outbox for QoS>=1 results, unless disabled."""
+        ob = self.cfg.mqtt.outbox
+        if not ob.enabled or self.cfg.mqtt.qos == 0:
+            return None
+        return Outbox(outbox_path(ob), ob.max_messages, ob.max_bytes, ob.synchronous,
+                      on_drop=self.metrics.outbox_dropped.labels("full").inc)
 
     def _build(self) -> list[Component]:
         cfg = self.cfg
@@ -59,8 +73,18 @@ class Daemon:
         models = {name: load_model(name, cfg.models[name])
                   for name in sorted({cam.model for cam in enabled.values()})}
         topics = Topics(cfg.mqtt.topic_prefix, cfg.node_id)
-        self.sink = MqttSink(cfg.mqtt, topics, self.metrics)
+        self.sink = MqttSink(cfg.mqtt, topics, self.metrics, self._outbox(),
+                             resolve_password(cfg.mqtt))
         publisher = Publisher(self.sink, topics, cfg.mqtt.qos, self.metrics)
+        publisher.retain = cfg.mqtt.result_retain
+        if cfg.mqtt.homeassistant.enabled:
+            HomeAssistant(self.sink, topics, cfg.mqtt.homeassistant, list(enabled)).attach()
+        if cfg.mqtt.state.enabled:
+            self.state = StateTracker(self.sink, topics, cfg.mqtt.state,
+                                      {name: cam.smoothing for name, cam in enabled.items()},
+                                      self.metrics)
+            publisher.listeners.append(self.state.observe)
+            self.sink.add_connect_hook(self.state.republish)
         pools = {name: WorkerPool(model, cfg.models[name].workers,
                                   Scheduler(capacity=2 * cfg.models[name].workers),
                                   publisher.submit, self.metrics)
@@ -79,8 +103,12 @@ class Daemon:
             host, port = split_listen(cfg.metrics.listen)
             self.metrics_server = MetricsServer(self.metrics, host, port)
             components.append(self.metrics_server)
-        components += [_SinkComponent(self.sink, cfg.mqtt.drain_timeout_s), publisher,
-                       *pools.values(), *self.cameras]
+        components += [_SinkComponent(self.sink, cfg.mqtt.drain_timeout_s), publisher]
+        if cfg.mqtt.commands.enabled:
+            components.append(CommandHandler(
+                self.sink, topics, {c.name: c for c in self.cameras},
+                {c.name: models[c.cfg.model] for c in self.cameras}, self.state, self.metrics))
+        components += [*pools.values(), *self.cameras]
         return components
 
     def start(self) -> None:

@@ -44,6 +44,22 @@ class Metrics:
         self.published = Counter("edged_mqtt_published_total",
                                  "Messages acknowledged by the broker (QoS 0: sent), by class.",
                                  ["topic_class"], registry=r)
+        self.outbox_messages = Gauge("edged_outbox_messages",
+                                     "Results on disk waiting for the broker's acknowledgement.",
+                                     registry=r)
+        self.outbox_bytes = Gauge("edged_outbox_bytes", "Payload bytes in the outbox.",
+                                  registry=r)
+        self.outbox_dropped = Counter("edged_outbox_dropped_total",
+                                      "Results removed from the outbox undelivered, by reason "
+                                      "(full: oldest dropped; expired; rejected by the broker).",
+                                      ["reason"], registry=r)
+        self.commands = Counter("edged_mqtt_commands_total", "Commands received, by outcome.",
+                                ["command", "outcome"], registry=r)
+        self.command_errors = Counter("edged_mqtt_command_errors_total",
+                                      "Commands rejected, by reason.", ["reason"], registry=r)
+        self.state_changes = Counter("edged_state_changes_total",
+                                     "Changes of a camera's smoothed state.", ["camera"],
+                                     registry=r)
 
     def set_build(self, runtime: str) -> None:
         self.build_info.info({"version": __version__, "runtime": runtime})

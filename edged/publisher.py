@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edged.metrics import Metrics
@@ -58,10 +59,13 @@ class Publisher:
         self._sink = sink
         self._topics = topics
         self._qos = qos
+        self.retain = False  # mqtt.result_retain
         self._metrics = metrics
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lanes: dict[str, _Lane] = {}
         self._thread: threading.Thread | None = None
+        # Called with (camera, result dict) after each result is handed over (e.g. state).
+        self.listeners: list[Callable[[str, dict], None]] = []
 
     def submit(self, outcome: Outcome) -> None:
         """Called by workers; never blocks."""
@@ -92,7 +96,9 @@ class Publisher:
                 log.exception("publisher: result dropped")
 
     def _accept(self, o: Outcome) -> None:
-        lane = self._lanes.setdefault(o.job.camera, _Lane())
+        lane = self._lanes.get(o.job.camera)
+        if lane is None:  # seq continues where the sink's durable store left it
+            lane = self._lanes[o.job.camera] = _Lane(seq=self._sink.first_seq(o.job.camera))
         lane.waiting[o.job.ticket] = o
         while lane.next_ticket in lane.waiting:
             ready = lane.waiting.pop(lane.next_ticket)
@@ -104,6 +110,10 @@ class Publisher:
         now = time.monotonic()
         payload = result_payload(o, lane.seq, self._topics.node_id, now)
         data = json.dumps(payload, separators=(",", ":")).encode()
-        self._sink.publish(self._topics.result(o.job.camera), data, self._qos, False, "result")
+        self._sink.publish(self._topics.result(o.job.camera), data, self._qos, self.retain,
+                           "result", camera=o.job.camera, seq=lane.seq,
+                           model_sha256=getattr(o.model, "sha256", None))
         lane.seq += 1
+        for listener in self.listeners:
+            listener(o.job.camera, payload)
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - o.job.frame.mono)

@@ -16,3 +16,12 @@ class Topics:
 
     def result(self, camera: str) -> str:
         return f"{self.prefix}/{self.node_id}/{camera}/result"
+
+    def state(self, camera: str) -> str:
+        return f"{self.prefix}/{self.node_id}/{camera}/state"
+
+    def command(self, camera: str, name: str) -> str:
+        return f"{self.prefix}/{self.node_id}/{camera}/cmd/{name}"
+
+    def reply(self, camera: str, name: str) -> str:
+        return f"{self.prefix}/{self.node_id}/{camera}/reply/{name}"

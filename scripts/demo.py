@@ -63,6 +63,8 @@ def main() -> int:
                 if data["state"] == "stopped":
                     done.set()
                 return
+            if not msg.topic.endswith("/result"):
+                return
             results[data["frame"]] = data
             expected = truth[data["frame"]] if data["frame"] < len(truth) else "?"
             mark = "ok " if data["label"] == expected else "MISS"
@@ -79,6 +81,7 @@ def main() -> int:
         config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
         config["mqtt"]["port"] = port
         config["metrics"]["listen"] = "127.0.0.1:0"
+        config["mqtt"].setdefault("outbox", {})["path"] = str(tmp / "outbox.db")
         for model in config["models"].values():
             model["path"] = str(ROOT / model["path"])
             model["labels"] = str(ROOT / model["labels"])

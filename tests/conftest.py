@@ -25,6 +25,13 @@ def shared_or_skip() -> Path:
     return SHARED_MODELS
 
 
+@pytest.fixture(autouse=True)
+def _state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's durable state (the MQTT outbox) in its own folder, as systemd's
+    StateDirectory= would give it; daemons started by the test inherit it."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def broker(tmp_path: Path):
     b = Mosquitto(tmp_path).start()

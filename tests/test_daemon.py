@@ -62,7 +62,8 @@ def test_demo_video_every_frame_in_order_and_correct(tmp_path, broker, subscribe
     assert right / len(truth) >= 0.95, f"{right}/{len(truth)}"
     assert statuses(subscriber)[0] == "online" and statuses(subscriber)[-1] == "stopped"
     topics = {m.topic for m in subscriber.messages}
-    assert topics == {"edged/test-node/status", "edged/test-node/conveyor/result"}
+    assert topics == {"edged/test-node/status", "edged/test-node/conveyor/result",
+                      "edged/test-node/conveyor/state"}
 
 
 def test_status_is_retained_stopped_after_exit(tmp_path, broker):

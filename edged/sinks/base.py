@@ -22,8 +22,14 @@ class Sink(ABC):
 
     @abstractmethod
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool,
-                topic_class: str) -> None:
-        """Hand a message over; never blocks on the network."""
+                topic_class: str, camera: str | None = None, seq: int | None = None,
+                model_sha256: str | None = None) -> None:
+        """Hand a message over; never blocks on the network. A result names its camera and
+        seq (so a durable sink can keep and replay it) and its model's sha256."""
+
+    def first_seq(self, camera: str) -> int:
+        """Where the camera's seq continues; sinks that persist it override this."""
+        return 0
 
     @property
     @abstractmethod
