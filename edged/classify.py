@@ -71,8 +71,7 @@ def run_classify(model: str, labels: str | None, top_k: int, images: list[str], 
             if truth is not None:
                 evaluation.add(truth, top[0][0])
                 continue
-            _print_result(path, top, (elapsed, total) if timing or as_json else None,
-                          loaded.labels, as_json, bar)
+            _print_result(path, top, (elapsed, total), loaded.labels, as_json, timing, bar)
     finally:
         bar.close()
         backend.close()
@@ -81,20 +80,21 @@ def run_classify(model: str, labels: str | None, top_k: int, images: list[str], 
     return status
 
 
-def _print_result(path: str, top: list[tuple[int, float]], times: tuple[float, float] | None,
-                  labels: list[str], as_json: bool, bar: Any) -> None:
-    """times: (invoke seconds, read+preprocess+invoke+postprocess seconds) or None."""
+def _print_result(path: str, top: list[tuple[int, float]], times: tuple[float, float],
+                  labels: list[str], as_json: bool, timing: bool, bar: Any) -> None:
+    """times: (invoke seconds, read+preprocess+invoke+postprocess seconds)."""
     best, score = top[0]
     if as_json:
-        assert times is not None
-        bar.write(json.dumps({
-            "image": path, "label": labels[best], "index": best, "score": round(score, 6),
-            "inference_ms": round(times[0] * 1000, 3), "total_ms": round(times[1] * 1000, 3),
-            "top_k": [{"label": labels[i], "index": i, "score": round(s, 6)} for i, s in top]}))
+        row = {"image": path, "label": labels[best], "index": best, "score": round(score, 6),
+               "inference_ms": round(times[0] * 1000, 3)}
+        if timing:
+            row["total_ms"] = round(times[1] * 1000, 3)
+        row["top_k"] = [{"label": labels[i], "index": i, "score": round(s, 6)} for i, s in top]
+        bar.write(json.dumps(row))
         return
     lines = [f"{path}: {labels[best]} ({score:.4f})"]
     lines += [f"  {rank}. {labels[i]} ({s:.4f})" for rank, (i, s) in enumerate(top[1:], start=2)]
-    if times is not None:
+    if timing:
         lines.append(f"  time: inference {times[0] * 1000:.2f} ms, total {times[1] * 1000:.2f} ms")
     bar.write("\n".join(lines))
 

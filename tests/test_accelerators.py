@@ -297,3 +297,19 @@ def test_accelerator_that_cannot_start_and_fail_policy():
     with pytest.raises(ModelError, match="no such device"):
         fb.start()
     assert isinstance(np.zeros(1), np.ndarray)
+
+
+def test_daemon_edgetpu_fallback_fail_exits_with_one_line(tmp_path, broker):
+    tpu, twin, _ = _paths()
+    cfg = write_config(tmp_path / "c.yaml", {
+        "node_id": "n", "mqtt": {"host": "127.0.0.1", "port": broker.port},
+        "metrics": {"enabled": False},
+        "models": {"tpu": {"path": tpu, "delegate": "edgetpu", "device": "usb",
+                           "fallback": "fail", "cpu_path": twin}},
+        "cameras": {"c": {"source": str(shared_or_skip() / "photos"), "model": "tpu"}}})
+    proc = edged("run", "-c", str(cfg))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if " INFO " not in ln and ln.strip()]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("edged: ") and "libedgetpu.so.1" in errors[0]
+    assert "usb" in errors[0]

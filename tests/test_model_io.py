@@ -378,3 +378,13 @@ def test_progress_bar_on_request(tmp_path):
     assert "3/3" in proc.stderr and "img" in proc.stderr  # tqdm's bar, on stderr
     assert proc.stdout.count("time: inference ") == 3
     assert "Traceback" not in proc.stderr
+
+
+def test_json_timing_fields():
+    models = shared_or_skip()
+    args = ["classify", "--model", str(models / IMAGENET), "--json",
+            str(models / "photos" / "cat.bmp")]
+    plain = json.loads(edged(*args).stdout)
+    timed = json.loads(edged(*args, "--timing").stdout)
+    assert "total_ms" not in plain and plain["inference_ms"] > 0
+    assert timed["total_ms"] >= timed["inference_ms"] > 0
