@@ -46,8 +46,44 @@ def _parser() -> argparse.ArgumentParser:
                                                    "(default 127.5)")
     cls.add_argument("--std", type=_floats, help="normalization std: one value or R,G,B "
                                                  "(default 127.5)")
-    cls.add_argument("images", nargs="+", metavar="IMAGE")
+    cls.add_argument("--resize", choices=["stretch", "center-crop", "letterbox"],
+                     help="fit frames to the input: stretch (default), center-crop, letterbox")
+    cls.add_argument("--output", choices=["auto", "probabilities", "logits"],
+                     help="output kind (default auto: logits get a softmax)")
+    cls.add_argument("--output-tensor", type=_index_or_name,
+                     help="models with several outputs: the output's index or name")
+    cls.add_argument("--delegate", help="edgetpu, gpu, npu, or the path of a delegate library")
+    cls.add_argument("--device", help="Edge TPU device: usb, usb:N, pci:N")
+    cls.add_argument("--fallback", choices=["cpu", "fail"],
+                     help="when the accelerator fails: cpu (default) or fail")
+    cls.add_argument("--cpu-path", help="the CPU version of an accelerator-compiled model")
+    cls.add_argument("--timing", action="store_true", help="show per-image times")
+    cls.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar on stderr (default: on a terminal, for many images)")
+    cls.add_argument("--eval", metavar="FOLDER", dest="eval_dir",
+                     help="evaluate on FOLDER/CLASS_NAME/*.jpg: accuracy, per-class "
+                          "precision/recall, confusion table")
+    cls.add_argument("images", nargs="*", metavar="IMAGE")
+
+    ins = sub.add_parser("inspect", help="describe a model: tensors, quantization, metadata")
+    ins.add_argument("model", metavar="MODEL")
+    ins.add_argument("--json", action="store_true", help="one JSON object")
+
+    models = sub.add_parser("models", help="well-known models: list, pull")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    msub.add_parser("list", help="the catalogue of well-known models")
+    pull = msub.add_parser("pull", help="download a model (and its labels), verified")
+    pull.add_argument("name", metavar="NAME|URL")
+    pull.add_argument("--sha256", help="expected sha256 of the file (required for URLs "
+                                       "unless --insecure-no-hash)")
+    pull.add_argument("-o", "--output-dir", default=".", help="folder to write to (default .)")
+    pull.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bar on stderr (default: on a terminal)")
     return p
+
+
+def _index_or_name(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +102,25 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("warning")
             if args.top_k < 1:
                 raise EdgedError("--top-k must be at least 1")
+            delegate: object = args.delegate
+            if delegate is not None and delegate not in ("edgetpu", "gpu", "npu"):
+                delegate = {"library": delegate}
             return run_classify(args.model, args.labels, args.top_k, args.images, args.json,
-                                args.mean, args.std)
+                                args.mean, args.std, progress=args.progress,
+                                eval_dir=args.eval_dir, timing=args.timing, resize=args.resize,
+                                output=args.output, output_tensor=args.output_tensor,
+                                delegate=delegate, device=args.device, fallback=args.fallback,
+                                cpu_path=args.cpu_path)
+        if args.command == "inspect":
+            from edged.inspect import run_inspect
+            from edged.logs import setup_logging
+
+            setup_logging("warning")
+            return run_inspect(args.model, args.json)
+        if args.command == "models":
+            from edged.pull import run_models
+
+            return run_models(args)
         return _run(args)
     except ConfigError as exc:
         for line in exc.lines:

@@ -163,6 +163,14 @@ class MqttConfig(_Strict):
         return v
 
 
+class ExternalDelegateConfig(_Strict):
+    library: str = Field(..., min_length=1, description="Path or name of the delegate's shared "
+                         "library (loaded with load_delegate).")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Options passed to the delegate, as key: value."
+    )
+
+
 class ModelConfig(_Strict):
     path: str = Field(..., description="TFLite model file (relative to the config file).")
     labels: str | None = Field(
@@ -177,6 +185,50 @@ class ModelConfig(_Strict):
     std: float | list[float] | None = Field(
         None, description="Input normalization std (scalar or per channel); default 127.5."
     )
+
+    resize: Literal["stretch", "center-crop", "letterbox"] = Field(
+        "stretch", description="How a frame is fitted to the input size: stretch (whole frame, "
+        "aspect not kept), center-crop (centred region of the model's aspect) or letterbox "
+        "(whole frame, aspect kept, black bars)."
+    )
+    output: Literal["auto", "probabilities", "logits"] = Field(
+        "auto", description="Output kind: logits get a softmax; auto decides from the output's "
+        "quantization and values (README: Outputs)."
+    )
+    output_tensor: int | str | None = Field(
+        None, description="Models with several outputs: the output to use, by index or name; "
+        "default the first."
+    )
+    delegate: Literal["edgetpu", "gpu", "npu"] | ExternalDelegateConfig | None = Field(
+        None, description="Accelerator: edgetpu (libedgetpu.so.1), gpu or npu (LiteRT hardware "
+        "accelerators, with CPU for unsupported ops), or {library, options} for any external "
+        "delegate; default none (CPU, XNNPACK)."
+    )
+    device: str | None = Field(
+        None, description="Edge TPU to use: usb, usb:N or pci:N; default the first found."
+    )
+    fallback: Literal["cpu", "fail"] = Field(
+        "cpu", description="When the accelerator cannot load or fails mid-run: cpu (run on the "
+        "CPU model, retry the accelerator every retry_s) or fail (stop with an error)."
+    )
+    cpu_path: str | None = Field(
+        None, description="CPU version of an accelerator-compiled model (an Edge TPU model's "
+        "twin) for the CPU fallback; default the model itself."
+    )
+    retry_s: float = Field(
+        60.0, gt=0, description="After a fallback to the CPU, retry the accelerator this often."
+    )
+    invoke_timeout_s: float = Field(
+        5.0, ge=0, description="An accelerator invoke taking longer counts as failed (0: no "
+        "limit)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(usb|pci)(:\d+)?", v):
+            raise ValueError("expected usb, usb:N, pci or pci:N")
+        return v
 
     @field_validator("std")
     @classmethod
@@ -344,6 +396,10 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
         model.path = fix(model.path)
         if not os.path.isfile(model.path):
             error(("models", name, "path"), f"model file not found: {model.path}")
+        if model.cpu_path is not None:
+            model.cpu_path = fix(model.cpu_path)
+            if not os.path.isfile(model.cpu_path):
+                error(("models", name, "cpu_path"), f"model file not found: {model.cpu_path}")
         if model.labels is not None:
             model.labels = fix(model.labels)
             if not os.path.isfile(model.labels):

@@ -61,6 +61,14 @@ class Metrics:
                                      "Changes of a camera's smoothed state.", ["camera"],
                                      registry=r)
 
+        self.accelerator_workers = Gauge(
+            "edged_accelerator_workers", "Workers of a model running on each backend (the "
+            "accelerator, or cpu after a fallback).", ["model", "backend"], registry=r)
+        self.accelerator_fallbacks = Counter(
+            "edged_accelerator_fallbacks_total", "Switches from the accelerator to the CPU, by "
+            "reason (load_failed, invoke_failed, invoke_timeout).", ["model", "reason"],
+            registry=r)
+
     def set_build(self, runtime: str) -> None:
         self.build_info.info({"version": __version__, "runtime": runtime})
 

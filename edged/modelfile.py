@@ -67,6 +67,20 @@ class _Table:
         at = self._field(n)
         return _read(self.buf, fmt, at) if at else 0
 
+    def string(self, n: int) -> str | None:
+        start, length = self.vector(n)
+        if not start:
+            return None
+        _need(self.buf, start + length)
+        return self.buf[start:start + length].decode("utf-8", errors="replace")
+
+    def scalars(self, n: int, fmt: str) -> list:
+        """The elements of a vector of scalars (fmt like '<f', '<i', '<q')."""
+        start, length = self.vector(n)
+        size = struct.calcsize(fmt)
+        _need(self.buf, start + size * length)
+        return list(struct.unpack_from(f"<{length}{fmt[-1]}", self.buf, start)) if length else []
+
     def tables(self, n: int) -> list[_Table]:
         start, length = self.vector(n)
         _need(self.buf, start + 4 * length)
@@ -140,12 +154,15 @@ def _check_subgraph(subgraph: _Table) -> None:
         op.check_vector(_OP_CUSTOM_OPTIONS, 1)
 
 
-def embedded_labels(data: bytes) -> list[str] | None:
-    """Labels from a .tflite that is also a zip archive holding a labels text file."""
+def embedded_labels(data: bytes, name: str | None = None) -> list[str] | None:
+    """Labels from a .tflite that is also a zip archive holding a labels text file; `name` is
+    the file the model's metadata associates with its output, when it names one."""
     try:
         with zipfile.ZipFile(BytesIO(data)) as zf:
             names = [n for n in zf.namelist() if n.lower().endswith(".txt")]
             preferred = [n for n in names if "label" in n.lower()] or names
+            if name and name in zf.namelist():
+                preferred = [name]
             if not preferred:
                 return None
             text = zf.read(preferred[0]).decode("utf-8", errors="replace")

@@ -23,8 +23,8 @@ class InputSpec:
     width: int
     channels: int  # 1 (grayscale) or 3 (RGB)
     dtype: np.dtype
-    scale: float  # quantization scale; 0 for float inputs
-    zero_point: int
+    scale: float | tuple[float, ...]  # quantization scale (per channel: one each); 0 for float
+    zero_point: int | tuple[int, ...]
 
 
 def _per_channel(value: float | list[float], channels: int, name: str) -> np.ndarray:
@@ -47,8 +47,50 @@ def build_lut(spec: InputSpec, mean: float | list[float], std: float | list[floa
     if spec.dtype == np.float32:
         return real.astype(np.float32)
     info = np.iinfo(spec.dtype)
-    return np.clip(np.round(real / spec.scale + spec.zero_point), info.min, info.max).astype(
-        spec.dtype)
+    scale = np.asarray(spec.scale, dtype=np.float32)
+    zero_point = np.asarray(spec.zero_point, dtype=np.float32)
+    return np.clip(np.round(real / scale + zero_point), info.min, info.max).astype(spec.dtype)
+
+
+RESIZE_MODES = ("stretch", "center-crop", "letterbox")
+LETTERBOX_FILL = 0  # black bars, as most letterboxing training pipelines pad
+
+
+def center_crop_box(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the largest centred region of a width x height frame with the aspect
+    ratio of out_w x out_h."""
+    if width * out_h > height * out_w:  # frame is wider than the model: cut the sides
+        w, h = max(1, round(height * out_w / out_h)), height
+    else:
+        w, h = width, max(1, round(width * out_h / out_w))
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def letterbox_box(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) where the whole frame, scaled to keep its aspect, sits in out_w x out_h."""
+    if width * out_h > height * out_w:
+        w, h = out_w, max(1, round(height * out_w / width))
+    else:
+        w, h = max(1, round(width * out_h / height)), out_h
+    return (out_w - w) // 2, (out_h - h) // 2, w, h
+
+
+def fit(frame: np.ndarray, width: int, height: int, mode: str = "stretch") -> np.ndarray:
+    """The frame at the model's size: `stretch` (whole frame, aspect not kept), `center-crop`
+    (the centred region of the model's aspect, then resized) or `letterbox` (whole frame with
+    its aspect kept, centred on black bars). Bilinear in every mode."""
+    if mode == "stretch":
+        return resize(frame, width, height)
+    fh, fw = frame.shape[:2]
+    if mode == "center-crop":
+        x, y, w, h = center_crop_box(fw, fh, width, height)
+        return resize(frame[y:y + h, x:x + w], width, height)
+    if mode == "letterbox":
+        x, y, w, h = letterbox_box(fw, fh, width, height)
+        canvas = np.full((height, width, *frame.shape[2:]), LETTERBOX_FILL, dtype=frame.dtype)
+        canvas[y:y + h, x:x + w] = resize(frame, w, h).reshape(h, w, *frame.shape[2:])
+        return canvas
+    raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(RESIZE_MODES)}")
 
 
 def resize(frame: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -100,7 +142,8 @@ def check_frame(frame: object) -> np.ndarray:
     return frame
 
 
-def prepare(frame: np.ndarray, spec: InputSpec, lut: np.ndarray, out: np.ndarray) -> None:
+def prepare(frame: np.ndarray, spec: InputSpec, lut: np.ndarray, out: np.ndarray,
+            mode: str = "stretch") -> None:
     """The whole preprocessing of one BGR frame into `out` (H x W x C, the tensor's dtype)."""
-    resized = resize(check_frame(frame), spec.width, spec.height)
+    resized = fit(check_frame(frame), spec.width, spec.height, mode)
     apply_lut(to_model_pixels(resized, spec.channels), lut, out)

@@ -12,7 +12,7 @@ from edged.backends import Backend
 from edged.errors import ModelError
 from edged.metrics import Metrics
 from edged.model import LoadedModel
-from edged.postprocess import dequantize, top_k
+from edged.postprocess import to_scores, top_k
 from edged.preprocess import prepare
 from edged.ratelimit import EpisodeLog
 from edged.scheduler import Job, Scheduler
@@ -33,12 +33,13 @@ class Outcome:
 def classify(backend: Backend, model: LoadedModel, image) -> tuple[list[tuple[int, float]], float]:  # noqa: ANN001
     """Preprocess straight into the input tensor, invoke, return (top-k, invoke seconds)."""
     buf = backend.input_buffer()
-    prepare(image, model.spec, model.lut, buf)
+    prepare(image, model.spec, model.lut, buf, model.resize)
     del buf  # the runtime refuses to invoke while a view of its memory is alive
     t0 = time.perf_counter()
     backend.invoke()
     elapsed = time.perf_counter() - t0
-    scores = dequantize(backend.output(), model.out_scale, model.out_zero_point)
+    scores = to_scores(backend.output(), model.out_scale, model.out_zero_point,
+                       model.output_kind)
     return top_k(scores, model.top_k), elapsed
 
 
@@ -58,7 +59,7 @@ class WorkerPool:
 
     def start(self) -> None:
         for i in range(self._count):
-            backend = self.model.new_backend()
+            backend = self.model.new_backend(self._metrics)
             backend.start()
             self._backends.append(backend)
             thread = threading.Thread(target=self._run, args=(backend,), daemon=True,

@@ -32,3 +32,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
   touch "$stamp"
 fi
+
+# A second venv with tflite-runtime 2.14 (the last release; it needs numpy<2), so the tests can
+# check edged under that runtime too. Best effort: the tests that need it skip when it is absent.
+TFLITE_VENV=${TFLITE_VENV:-.venv-tflite}
+if [ "${EDGED_SKIP_TFLITE_VENV:-0}" != 1 ]; then
+  tstamp="$TFLITE_VENV/.edged-installed"
+  if [ ! -f "$tstamp" ] || [ pyproject.toml -nt "$tstamp" ]; then
+    if { [ -x "$TFLITE_VENV/bin/python" ] || python3 -m venv "$TFLITE_VENV"; } \
+      && "$TFLITE_VENV/bin/python" -m pip install -q "tflite-runtime==2.14.0" "numpy<2" \
+           "opencv-python-headless>=4.8,<4.11" "paho-mqtt>=2.0,<3" "prometheus-client>=0.17" \
+           "pyyaml>=6" "pydantic>=2.5,<3" "tqdm>=4.60" \
+      && "$TFLITE_VENV/bin/python" -m pip install -q --no-deps -e .; then
+      touch "$tstamp"
+    else
+      echo "setup: could not build $TFLITE_VENV with tflite-runtime; its tests will be skipped" >&2
+    fi
+  fi
+fi

@@ -12,6 +12,10 @@ from edged.errors import ModelError
 BACKENDS: dict[str, type[Backend]] = {}
 
 
+class AcceleratorError(ModelError):
+    """An accelerator (delegate) cannot load or run; the CPU fallback may take over."""
+
+
 class Backend(ABC):
     """Runs one model. Not thread-safe by design: each worker owns its own instance."""
 
@@ -21,6 +25,11 @@ class Backend(ABC):
         super().__init_subclass__(**kwargs)
         if getattr(cls, "key", None):
             BACKENDS[cls.key] = cls
+
+    @property
+    def label(self) -> str:
+        """What runs the model, for logs and errors."""
+        return self.key
 
     @abstractmethod
     def start(self) -> None:
@@ -45,7 +54,7 @@ class Backend(ABC):
 
 def get_backend(key: str) -> type[Backend]:
     # Importing the implementations registers them; done here, not at package import.
-    from edged.backends import cpu  # noqa: F401
+    from edged.backends import cpu, delegate, edgetpu, litert  # noqa: F401
 
     try:
         return BACKENDS[key]

@@ -26,8 +26,11 @@ class CpuBackend(Backend):
         runtime = find_runtime()
         try:
             with quiet_native_stderr():
+                delegates = self._delegates(runtime)
+                kwargs = {"experimental_delegates": delegates} if delegates else {}
                 interp = runtime.interpreter(model_content=self._model_bytes,
-                                             num_threads=self._threads)
+                                             num_threads=self._threads, **kwargs)
+                _batch_of_one(interp)
                 interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             if "edgetpu-custom-op" in str(exc):
@@ -38,6 +41,10 @@ class CpuBackend(Backend):
         self._interp = interp
         self._in_index = interp.get_input_details()[0]["index"]
         self._out_index = interp.get_output_details()[self._output_index]["index"]
+
+    def _delegates(self, runtime) -> list:  # noqa: ANN001 - the runtime's own types
+        """Delegates to build the interpreter with; none on the CPU (XNNPACK is the default)."""
+        return []
 
     @property
     def interpreter(self):  # noqa: ANN201 - the runtime's own type
@@ -59,6 +66,14 @@ class CpuBackend(Backend):
 
     def close(self) -> None:
         self._interp = None
+
+
+def _batch_of_one(interp) -> None:  # noqa: ANN001
+    """A dynamic batch dimension (shape_signature[0] == -1) stored as another size: make it 1."""
+    for detail in interp.get_input_details():
+        shape, signature = list(detail["shape"]), list(detail.get("shape_signature", []))
+        if shape and shape[0] != 1 and signature and signature[0] == -1:
+            interp.resize_tensor_input(detail["index"], [1, *shape[1:]])
 
 
 def _first_line(exc: BaseException) -> str:
