@@ -121,6 +121,8 @@ class Camera:
             if item is None:
                 log.info("camera %s: end of source after %d frames", self.name, self._index)
                 return
+            if self._index == 0:
+                self._report_stream(src, item[0])
             if interval:
                 # Pace like a camera; after a stall, restart the clock instead of bursting.
                 due = max(due + interval, time.monotonic() - interval)

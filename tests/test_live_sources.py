@@ -174,14 +174,19 @@ def test_30fps_source_with_10fps_model_keeps_frames_fresh(tmp_path, broker, subs
 
 
 def test_http_mjpeg_source_is_classified_and_reported(tmp_path, broker, subscriber, frames):
+    """An MJPEG stream at 15 fps with an `fps: 5` cap: sampled to 5 results a second, the
+    rest counted as dropped for `fps`; the resolution is logged and in the info metric."""
     server = MjpegServer(frames, fps=15).start()
     mport = free_port()
-    cam = {"source": f"http://127.0.0.1:{server.port}/stream.mjpg", "timeout_s": 2,
+    cam = {"source": f"http://127.0.0.1:{server.port}/stream.mjpg", "timeout_s": 2, "fps": 5,
            "reconnect": {"initial_s": 0.2, "max_s": 1}}
     cfg = write_config(tmp_path / "c.yaml", live_config(broker.port, {"web": cam}, mport))
     proc = start_edged("run", "-c", str(cfg))
     try:
-        assert subscriber.wait_for(lambda: len(results(subscriber, "web")) >= 15, 20)
+        assert subscriber.wait_for(lambda: len(results(subscriber, "web")) >= 3, 20)
+        n0, t0 = len(results(subscriber, "web")), time.monotonic()
+        time.sleep(3)
+        rate = (len(results(subscriber, "web")) - n0) / (time.monotonic() - t0)
         text = scrape(mport)
     finally:
         err = stop_edged(proc)
@@ -192,6 +197,55 @@ def test_http_mjpeg_source_is_classified_and_reported(tmp_path, broker, subscrib
     info = [line for line in text.splitlines() if line.startswith("edged_camera_stream_info{")]
     assert info and 'kind="http"' in info[0] and 'width="320"' in info[0], info
     assert metric(text, "edged_camera_up", camera="web") == 1
+    assert 3.5 <= rate <= 5.5, rate
+    assert metric(text, "edged_frames_dropped_total", camera="web", reason="fps") > 10
+
+
+def test_a_fast_camera_does_not_starve_a_slow_one(tmp_path, broker, subscriber, frames,
+                                                  monkeypatch):
+    """Two live cameras share one worker that manages 10 frames a second: one camera sends 30
+    frames a second, the other 2. Workers serve cameras in turn, so every frame of the slow
+    camera is classified (none replaced) and the fast one gets the rest of the capacity."""
+    from prometheus_client import CollectorRegistry
+
+    from edged.backends.cpu import CpuBackend
+    from edged.config import load_config
+    from edged.daemon import Daemon
+
+    real_invoke = CpuBackend.invoke
+
+    def slow_invoke(self) -> None:  # noqa: ANN001
+        t0 = time.perf_counter()
+        real_invoke(self)
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0)))
+
+    monkeypatch.setattr(CpuBackend, "invoke", slow_invoke)
+    fast, slow = MjpegServer(frames, fps=30).start(), MjpegServer(frames, fps=2).start()
+    cams = {name: {"source": f"http://127.0.0.1:{srv.port}/stream.mjpg", "timeout_s": 3}
+            for name, srv in (("fast", fast), ("slow", slow))}
+    cfg = load_config(write_config(tmp_path / "c.yaml",
+                                   live_config(broker.port, cams, workers=1)))
+    daemon = Daemon(cfg, CollectorRegistry())
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,), name="test-daemon")
+    runner.start()
+    try:
+        assert subscriber.wait_for(lambda: results(subscriber, "slow")
+                                   and results(subscriber, "fast"), 20)
+        time.sleep(6)
+    finally:
+        stop.set()
+        runner.join(20)
+        fast.stop()
+        slow.stop()
+    get = daemon.metrics.registry.get_sample_value
+    slow_captured = get("edged_frames_captured_total", {"camera": "slow"})
+    slow_done = get("edged_frames_processed_total", {"camera": "slow"})
+    fast_done = get("edged_frames_processed_total", {"camera": "fast"})
+    assert slow_captured >= 10
+    assert slow_done >= slow_captured - 1  # at most the one in flight at the stop
+    assert get("edged_frames_dropped_total", {"camera": "slow", "reason": "replaced"}) == 0
+    assert fast_done >= 3 * slow_done  # and the fast camera used the rest
 
 
 def test_hot_folder_100_images_dropped_while_running_give_100_results(tmp_path, broker,

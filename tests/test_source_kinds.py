@@ -390,3 +390,34 @@ def test_pipeline_and_url_sources_are_not_made_paths(tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", data))
     assert cfg.cameras["g"].source == "videotestsrc ! appsink"
     assert cfg.cameras["r"].source == "cam.local/stream"
+
+
+def test_ffmpeg_opens_with_the_same_options_overlap_and_others_wait():
+    import threading
+
+    from edged.sources.ffmpeg import _SharedEnv
+
+    env = _SharedEnv()
+    saved = os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+    try:
+        env.acquire({"rtsp_transport": "tcp"})
+        env.acquire({"rtsp_transport": "tcp"})  # does not wait: same value
+        assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == "rtsp_transport;tcp"
+        seen = []
+        waiter = threading.Thread(target=lambda: (env.acquire({"rtsp_transport": "udp"}),
+                                                  seen.append(os.environ[
+                                                      "OPENCV_FFMPEG_CAPTURE_OPTIONS"])))
+        waiter.start()
+        time.sleep(0.2)
+        assert not seen  # udp waits for both tcp opens
+        env.release()
+        time.sleep(0.1)
+        assert not seen
+        env.release()
+        waiter.join(2)
+        assert seen == ["rtsp_transport;udp"]
+        env.release()
+        assert "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ
+    finally:
+        if saved is not None:
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = saved

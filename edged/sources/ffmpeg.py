@@ -3,9 +3,11 @@
 OpenCV passes FFmpeg demuxer options only through the process-wide environment variable
 OPENCV_FFMPEG_CAPTURE_OPTIONS, which it reads inside each VideoCapture open. So that two
 cameras can use different options (e.g. RTSP over TCP for one and UDP for another), the
-variable is set just before the open and restored after, under one lock: opens of FFmpeg
-streams are serialized (reads are not). A user's own value of the variable is kept and the
-camera's options are appended to it.
+variable is set just before the open and restored after the last concurrent open. Opens that
+need the same options (the usual case: every camera on TCP) run concurrently, so a camera whose
+open hangs until its timeout does not hold up the others; an open that needs different
+options waits for the running ones (at most their open timeout). Reads are never held up. A
+user's own value of the variable is kept and the camera's options are merged into it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,42 @@ import threading
 import cv2
 
 _ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_OPEN_LOCK = threading.Lock()
+
+
+class _SharedEnv:
+    """Lets opens that want the same value of the variable overlap; others take turns."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._value: str | None = None
+        self._users = 0
+        self._saved: str | None = None
+
+    def acquire(self, options: dict[str, str]) -> None:
+        with self._cond:
+            while True:
+                if self._users == 0:
+                    self._saved = os.environ.get(_ENV)
+                    self._value = capture_options(options, self._saved)
+                    os.environ[_ENV] = self._value
+                    break
+                if self._value == capture_options(options, self._saved):
+                    break
+                self._cond.wait()
+            self._users += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if self._users == 0:
+                if self._saved is None:
+                    os.environ.pop(_ENV, None)
+                else:
+                    os.environ[_ENV] = self._saved
+                self._cond.notify_all()
+
+
+_OPEN_ENV = _SharedEnv()  # one per process, like the variable it guards
 
 
 def capture_options(options: dict[str, str], base: str | None) -> str:
@@ -35,16 +72,11 @@ def open_ffmpeg(url: str, timeout_s: float, options: dict[str, str]) -> cv2.Vide
     timeouts so a dead peer makes open() or read() return instead of hanging."""
     ms = max(1, int(timeout_s * 1000))
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-    with _OPEN_LOCK:
-        saved = os.environ.get(_ENV)
-        os.environ[_ENV] = capture_options(options, saved)
-        try:
-            return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-        finally:
-            if saved is None:
-                del os.environ[_ENV]
-            else:
-                os.environ[_ENV] = saved
+    _OPEN_ENV.acquire(options)
+    try:
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    finally:
+        _OPEN_ENV.release()
 
 
 def read_frame(cap: cv2.VideoCapture):  # noqa: ANN201
