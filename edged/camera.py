@@ -16,6 +16,7 @@ from edged.scheduler import Scheduler
 from edged.sources import Frame, Source, make_source
 from edged.sources.base import IDLE
 from edged.sources.failures import kind_of
+from edged.sources.url import redact
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class Camera:
             if self._thread.is_alive():
                 log.warning("camera %s: capture thread did not stop within %.1fs", self.name,
                             timeout)
+                # It is inside a read bounded by timeout_s; closing the capture under it could
+                # crash the decoder. The thread closes its source itself when the read returns.
+                self._thread = None
+                return
             self._thread = None
         if self._source is not None:
             self._source.close()
@@ -163,26 +168,29 @@ class Camera:
                         continue
                     last_accepted = now
                     self._submit(image, name)
-            except (SourceError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: classify, back off, reopen
                 kind = kind_of(exc)
                 self._metrics.camera_up.labels(self.name).set(0)
                 self._metrics.source_errors.labels(self.name).inc()
                 self._metrics.source_failures.labels(self.name, kind).inc()
                 src.close()
                 delay = next(delays)
-                # str(exc) is built by the source from describe(): no credentials in it.
+                # Sources build messages from describe(); redact() again for foreign errors.
+                reason = str(exc) if isinstance(exc, SourceError) else (
+                    f"{self._source.describe()}: {type(exc).__name__}: {exc}")
                 self._episodes.failure("camera %s: %s [%s]; retrying in %.1fs", self.name,
-                                       exc, kind, delay)
+                                       redact(reason), kind, delay)
                 self._stop.wait(delay)
         src.close()
 
     def _report_stream(self, src: Source, image) -> None:  # noqa: ANN001
         height, width = image.shape[:2]
         fps = src.fps
-        log.info("camera %s: %s up: %dx%d at %.1f fps (%s)", self.name, src.describe(), width,
+        source = redact(src.describe())
+        log.info("camera %s: %s up: %dx%d at %.1f fps (%s)", self.name, source, width,
                  height, fps, src.key)
         self._metrics.stream_info.labels(self.name).info({
-            "kind": src.key, "source": src.describe(), "width": str(width),
+            "kind": src.key, "source": source, "width": str(width),
             "height": str(height), "fps": f"{fps:.2f}"})
 
     def _submit(self, image, name: str | None) -> None:  # noqa: ANN001

@@ -198,6 +198,7 @@ def test_http_mjpeg_source_is_classified_and_reported(tmp_path, broker, subscrib
     assert info and 'kind="http"' in info[0] and 'width="320"' in info[0], info
     assert metric(text, "edged_camera_up", camera="web") == 1
     assert 3.5 <= rate <= 5.5, rate
+    assert metric(text, "edged_camera_last_frame_age_seconds", camera="web") < 1.0
     assert metric(text, "edged_frames_dropped_total", camera="web", reason="fps") > 10
 
 

@@ -421,3 +421,56 @@ def test_ffmpeg_opens_with_the_same_options_overlap_and_others_wait():
     finally:
         if saved is not None:
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = saved
+
+
+def test_live_camera_survives_unexpected_errors_and_redacts_them(caplog):
+    """A live source whose open raises a foreign error (quoting the URL, as some libraries
+    do) is retried like any failure; the password is not logged."""
+    import logging
+    import threading
+
+    from edged.camera import Camera
+    from edged.scheduler import Scheduler
+    from edged.sources.base import SOURCES, Source
+
+    class Flaky(Source):
+        key = "test-flaky"
+        live = True
+        opens = 0
+
+        @classmethod
+        def accepts(cls, source):  # noqa: ANN001, ANN206
+            return False
+
+        def open(self) -> None:
+            Flaky.opens += 1
+            if Flaky.opens <= 2:
+                raise RuntimeError(f"library failed on {self.cfg.source}")
+
+        def read(self):  # noqa: ANN201
+            time.sleep(0.01)
+            return np.zeros((8, 8, 3), np.uint8), None
+
+        def close(self) -> None:
+            pass
+
+    try:
+        cfg = cam("rtsp://op:hunter2@127.0.0.1:9/x", reconnect={"initial_s": 0.05, "max_s": 0.1})
+        metrics = Metrics(CollectorRegistry())
+        scheduler = Scheduler()
+        camera = Camera("c", cfg, scheduler, metrics)
+        camera._source = Flaky(cfg)
+        with caplog.at_level(logging.INFO):
+            camera.start()
+            deadline = time.monotonic() + 5
+            while scheduler.get(0.1) is None and time.monotonic() < deadline:
+                pass
+            camera.stop()
+        assert Flaky.opens == 3
+        get = metrics.registry.get_sample_value
+        assert get("edged_source_failures_total", {"camera": "c", "kind": "error"}) == 2
+        assert "RuntimeError" in caplog.text and "***@127.0.0.1" in caplog.text
+        assert "hunter2" not in caplog.text
+        assert all(t.name != "camera-c" for t in threading.enumerate())
+    finally:
+        SOURCES.pop("test-flaky", None)

@@ -11,6 +11,7 @@ import numpy as np
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
+from edged.sources.url import redact
 
 SOURCES: dict[str, type[Source]] = {}
 
@@ -74,7 +75,7 @@ class Source(ABC):
 
     def describe(self) -> str:
         """The source for log lines (credentials removed)."""
-        return str(self.cfg.source)
+        return redact(str(self.cfg.source))
 
 
 # Which kind handles a `source` when no `type` is given: the first that accepts it.
