@@ -9,10 +9,14 @@ import time
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
+from edged.frameview import view
 from edged.metrics import Metrics
 from edged.ratelimit import EpisodeLog
 from edged.scheduler import Scheduler
 from edged.sources import Frame, Source, make_source
+from edged.sources.base import IDLE
+from edged.sources.failures import kind_of
+from edged.sources.url import redact
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class Camera:
         """Choose the source kind and open finite sources now, so a file that cannot be read
         stops the daemon before anything else starts. Live sources open in the thread."""
         self._source = make_source(self.cfg)
+        self._source.check()
         if not self._source.live:
             self._source.open()
             log.info("camera %s: %s (%s, %.1f fps)", self.name, self._source.describe(),
@@ -62,10 +67,13 @@ class Camera:
     def start(self) -> None:
         if self._source is None:
             self.open()
-        self._scheduler.add_camera(self.name, self.policy)
-        for reason in ("replaced", "fps", "decode"):
+        self._scheduler.add_camera(self.name, self.policy, max_age_s=self.cfg.max_age_ms / 1000)
+        for reason in ("replaced", "fps", "decode", "stale", "bad_frame"):
             self._metrics.frames_dropped.labels(self.name, reason)
         self._metrics.frames_captured.labels(self.name)
+        started = time.monotonic()
+        self._metrics.last_frame_age.labels(self.name).set_function(
+            lambda: time.monotonic() - (self.last_frame_mono or started))
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
 
@@ -76,6 +84,10 @@ class Camera:
             if self._thread.is_alive():
                 log.warning("camera %s: capture thread did not stop within %.1fs", self.name,
                             timeout)
+                # It is inside a read bounded by timeout_s; closing the capture under it could
+                # crash the decoder. The thread closes its source itself when the read returns.
+                self._thread = None
+                return
             self._thread = None
         if self._source is not None:
             self._source.close()
@@ -110,9 +122,13 @@ class Camera:
                 self._episodes.failure("camera %s: %s", self.name, exc)
                 self._index += 1
                 continue
+            if item is IDLE:  # a hot folder with nothing new yet
+                continue
             if item is None:
                 log.info("camera %s: end of source after %d frames", self.name, self._index)
                 return
+            if self._index == 0:
+                self._report_stream(src, item[0])
             if interval:
                 # Pace like a camera; after a stall, restart the clock instead of bursting.
                 due = max(due + interval, time.monotonic() - interval)
@@ -121,40 +137,80 @@ class Camera:
             self._submit(*item)
 
     def _run_live(self) -> None:
+        """Open, drain the stream into the scheduler, and on any failure close, classify,
+        back off (with jitter) and reopen, forever. One thread, one source object: nothing
+        accumulates across reconnects."""
         src = self._source
         assert src is not None
-        delays = backoff_delays(self.cfg.reconnect.initial_s, self.cfg.reconnect.max_s,
-                                random.Random())
         min_gap = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
         last_accepted = -1e9
+        delays = backoff_delays(self.cfg.reconnect.initial_s, self.cfg.reconnect.max_s,
+                                random.Random())
         while not self._stop.is_set():
             try:
                 src.open()
-                log.info("camera %s: %s up (%.1f fps)", self.name, src.describe(), src.fps)
-                self._metrics.camera_up.labels(self.name).set(1)
-                delays = backoff_delays(self.cfg.reconnect.initial_s, self.cfg.reconnect.max_s,
-                                        random.Random())
+                shape = None
                 while not self._stop.is_set():
                     image, name = src.read()  # type: ignore[misc]
+                    if image.shape != shape:  # first frame after (re)open, or a new size
+                        if shape is None:
+                            delays = backoff_delays(self.cfg.reconnect.initial_s,
+                                                    self.cfg.reconnect.max_s, random.Random())
+                            self._metrics.camera_up.labels(self.name).set(1)
+                            self._episodes.recovered("camera %s: source is back", self.name)
+                        shape = image.shape
+                        self._report_stream(src, image)
                     now = time.monotonic()
                     if now - last_accepted < min_gap:
                         self._index += 1
+                        self.last_frame_mono = now
                         self._metrics.frames_captured.labels(self.name).inc()
                         self._metrics.frames_dropped.labels(self.name, "fps").inc()
                         continue
                     last_accepted = now
                     self._submit(image, name)
-            except SourceError as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: classify, back off, reopen
+                kind = kind_of(exc)
                 self._metrics.camera_up.labels(self.name).set(0)
                 self._metrics.source_errors.labels(self.name).inc()
+                self._metrics.source_failures.labels(self.name, kind).inc()
                 src.close()
                 delay = next(delays)
-                self._episodes.failure("camera %s: %s; retrying in %.1fs", self.name, exc, delay)
+                # Sources build messages from describe(); redact() again for foreign errors.
+                reason = str(exc) if isinstance(exc, SourceError) else (
+                    f"{self._source.describe()}: {type(exc).__name__}: {exc}")
+                self._episodes.failure("camera %s: %s [%s]; retrying in %.1fs", self.name,
+                                       redact(reason), kind, delay)
                 self._stop.wait(delay)
+        src.close()
+
+    def _report_stream(self, src: Source, image) -> None:  # noqa: ANN001
+        height, width = image.shape[:2]
+        fps = src.fps
+        source = redact(src.describe())
+        log.info("camera %s: %s up: %dx%d at %.1f fps (%s)", self.name, source, width,
+                 height, fps, src.key)
+        self._metrics.stream_info.labels(self.name).info({
+            "kind": src.key, "source": source, "width": str(width),
+            "height": str(height), "fps": f"{fps:.2f}"})
 
     def _submit(self, image, name: str | None) -> None:  # noqa: ANN001
         now = time.monotonic()
-        frame = Frame(image=image, index=self._index, ts=time.time(), mono=now, name=name)
+        cfg = self.cfg
+        if cfg.rotate or cfg.flip != "none" or cfg.roi is not None:
+            try:
+                image = view(image, cfg.rotate, cfg.flip, cfg.roi)
+            except ValueError as exc:
+                self._index += 1
+                self.last_frame_mono = now
+                self._metrics.frames_captured.labels(self.name).inc()
+                self._metrics.frames_dropped.labels(self.name, "bad_frame").inc()
+                self._episodes.failure("camera %s: %s", self.name, exc)
+                return
+        done = getattr(self._source, "done", None)
+        on_done = (lambda: done(name)) if done is not None and name is not None else None
+        frame = Frame(image=image, index=self._index, ts=time.time(), mono=now, name=name,
+                      on_done=on_done)
         self._index += 1
         self.last_frame_mono = now
         self.last_frame = frame

@@ -280,6 +280,61 @@ class CameraConfig(_Strict):
     smoothing: SmoothingConfig = Field(
         default_factory=SmoothingConfig, description="How the retained state follows results."
     )
+    type: Literal["video", "images", "v4l2", "rtsp", "http", "gstreamer"] | None = Field(
+        None,
+        description="Source kind; default chosen from `source` (URL scheme, /dev/, folder, "
+        "glob, ' ! ' for a GStreamer pipeline, else a video file).",
+    )
+    watch: bool = Field(
+        False, description="Image folders: keep watching for new images (a hot folder)."
+    )
+    done_dir: str | None = Field(
+        None,
+        description="Hot folder: move each file here once its result is handed to MQTT "
+        "(relative to the watched folder).",
+    )
+    settle_s: float = Field(
+        0.5, ge=0, description="Hot folder: a file is read once its size and time are unchanged "
+        "this long (so half-written files are not read).",
+    )
+    max_age_ms: float = Field(
+        0, ge=0, description="Drop frames older than this before inference; 0 = never."
+    )
+    roi: list[int] | None = Field(
+        None, description="[x, y, w, h] region of the (rotated, flipped) frame to classify."
+    )
+    rotate: Literal[0, 90, 180, 270] = Field(0, description="Clockwise rotation in degrees.")
+    flip: Literal["none", "horizontal", "vertical", "both"] = Field(
+        "none", description="Mirror the frame (after rotation)."
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    v4l2: V4l2Config = Field(
+        default_factory=lambda: V4l2Config(), description="V4L2 device settings."
+    )
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _hot_folder(self) -> CameraConfig:
+        if self.done_dir is not None and not self.watch:
+            raise ValueError("done_dir needs watch: true")
+        if self.watch and self.type not in (None, "images"):
+            raise ValueError(f"watch: true is for image folders, not type {self.type}")
+        return self
+
+
+class V4l2Config(_Strict):
+    pixel_format: str | None = Field(
+        None, min_length=4, max_length=4, description="FOURCC to ask for, e.g. MJPG or YUYV."
+    )
+    width: int | None = Field(None, gt=0, description="Width to ask the device for.")
+    height: int | None = Field(None, gt=0, description="Height to ask the device for.")
+    fps: float | None = Field(None, gt=0, description="Frame rate to ask the device for.")
 
 
 class MetricsConfig(_Strict):
@@ -331,7 +386,8 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 def is_path_source(source: str | int) -> bool:
     """A source that names a file, folder or glob (not a device, index or URL)."""
-    return isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
+    return (isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
+            and " ! " not in source)  # a GStreamer pipeline is not a path
 
 
 def resolve_config_path(cli_path: str | None) -> str:
@@ -407,7 +463,7 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
     for name, cam in cfg.cameras.items():
         if cam.model not in cfg.models:
             error(("cameras", name, "model"), f"no model named {cam.model!r} under models")
-        if is_path_source(cam.source):
+        if is_path_source(cam.source) and cam.type in (None, "video", "images"):
             cam.source = fix(str(cam.source))
     mqtt = cfg.mqtt
     for key in ("password_file",):

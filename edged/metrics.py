@@ -68,6 +68,16 @@ class Metrics:
             "edged_accelerator_fallbacks_total", "Switches from the accelerator to the CPU, by "
             "reason (load_failed, invoke_failed, invoke_timeout).", ["model", "reason"],
             registry=r)
+        self.source_failures = Counter("edged_source_failures_total",
+                                       "Source open or read failures, by kind (unreachable, "
+                                       "auth, not_found, decode, timeout, ended, error).",
+                                       ["camera", "kind"], registry=r)
+        self.stream_info = Info("edged_camera_stream", "The stream a camera delivers: kind, "
+                                "source (credentials redacted), width, height, fps.",
+                                ["camera"], registry=r)
+        self.last_frame_age = Gauge("edged_camera_last_frame_age_seconds",
+                                    "Seconds since the camera's last frame (grows while a "
+                                    "source is down or hangs).", ["camera"], registry=r)
 
     def set_build(self, runtime: str) -> None:
         self.build_info.info({"version": __version__, "runtime": runtime})

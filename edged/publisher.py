@@ -105,6 +105,11 @@ class Publisher:
             lane.next_ticket += 1
             if ready.top is not None:
                 self._emit(ready, lane)
+            if ready.job.frame.on_done is not None:  # e.g. move a hot-folder file to done/
+                try:
+                    ready.job.frame.on_done()
+                except Exception:  # noqa: BLE001 - the result is out; only the tidy-up failed
+                    log.exception("publisher: after-result action failed")
 
     def _emit(self, o: Outcome, lane: _Lane) -> None:
         now = time.monotonic()

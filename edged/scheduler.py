@@ -20,6 +20,7 @@ class Job:
     camera: str
     frame: Frame
     ticket: int  # per camera, in the order workers took the frames: the publish order
+    max_age_s: float = 0.0  # the camera's max_age_ms; 0 = frames never go stale
 
 
 class _Lane:
@@ -28,6 +29,7 @@ class _Lane:
         self.capacity = 1 if policy == "latest" else capacity
         self.frames: deque[Frame] = deque()
         self.next_ticket = 0
+        self.max_age_s = 0.0
 
 
 class Scheduler:
@@ -39,9 +41,10 @@ class Scheduler:
         self._closed = False
         self._cond = threading.Condition()
 
-    def add_camera(self, camera: str, policy: str) -> None:
+    def add_camera(self, camera: str, policy: str, max_age_s: float = 0.0) -> None:
         with self._cond:
             self._lanes[camera] = _Lane(policy, self._capacity)
+            self._lanes[camera].max_age_s = max_age_s
             self._order.append(camera)
 
     def put(self, camera: str, frame: Frame, should_stop: Callable[[], bool]) -> Frame | None:
@@ -80,7 +83,7 @@ class Scheduler:
                     ticket = lane.next_ticket
                     lane.next_ticket += 1
                     self._cond.notify_all()  # room for a waiting `every` producer
-                    return Job(name, frame, ticket)
+                    return Job(name, frame, ticket, lane.max_age_s)
             return None
 
     def _pending(self) -> bool:

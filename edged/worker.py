@@ -90,6 +90,11 @@ class WorkerPool:
                 continue
             top = None
             elapsed = 0.0
+            if job.max_age_s and time.monotonic() - job.frame.mono > job.max_age_s:
+                # Too old to be worth classifying; the skip keeps the publish order whole.
+                self._metrics.frames_dropped.labels(job.camera, "stale").inc()
+                self._deliver(Outcome(job, self.model, None))
+                continue
             try:
                 top, elapsed = classify(backend, self.model, job.frame.image)
                 histogram.observe(elapsed)

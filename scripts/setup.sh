@@ -12,6 +12,13 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the TLS tests make a test CA
+# The live-source tests run a real RTSP server (gst-rtsp-server through Debian's system Python,
+# which has python3-gi) that encodes JPEG frames to H.264 (x264enc is in plugins-ugly).
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
+  || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0)
+for plugin in base good ugly; do
+  dpkg -s "gstreamer1.0-plugins-$plugin" >/dev/null 2>&1 || need+=("gstreamer1.0-plugins-$plugin")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     echo "setup: please install these Debian packages first: sudo apt-get install ${need[*]}" >&2

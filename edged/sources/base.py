@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
+from edged.sources.url import redact
 
 SOURCES: dict[str, type[Source]] = {}
 
@@ -21,6 +23,17 @@ class Frame:
     ts: float  # capture wall time, epoch seconds
     mono: float  # capture time on the monotonic clock (for ages and latency)
     name: str | None = None  # file name, for image folders
+    on_done: Callable[[], None] | None = None  # called once its result is handed on
+
+
+class _Idle:
+    """What read() returns when a source that waits (a hot folder) has nothing yet."""
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+IDLE = _Idle()
 
 
 class Source(ABC):
@@ -42,6 +55,9 @@ class Source(ABC):
     def accepts(cls, source: str | int) -> bool:
         """Whether this kind handles the configured `source` value."""
 
+    def check(self) -> None:
+        """Raise SourceError if this kind can never work here (checked once, at start)."""
+
     @abstractmethod
     def open(self) -> None: ...
 
@@ -59,14 +75,33 @@ class Source(ABC):
 
     def describe(self) -> str:
         """The source for log lines (credentials removed)."""
-        return str(self.cfg.source)
+        return redact(str(self.cfg.source))
+
+
+# Which kind handles a `source` when no `type` is given: the first that accepts it.
+_ORDER = ("rtsp", "http", "v4l2", "gstreamer", "images", "video")
 
 
 def make_source(cfg: CameraConfig) -> Source:
     # Importing the implementations registers them; kept out of package import.
-    from edged.sources import images, stream, video  # noqa: F401
+    from edged.sources import (  # noqa: F401
+        gstreamer,
+        hotfolder,
+        images,
+        mjpeg,
+        rtsp,
+        v4l2,
+        video,
+    )
 
-    for cls in (SOURCES["stream"], SOURCES["images"], SOURCES["video"]):
-        if cls.accepts(cfg.source):
-            return cls(cfg)
-    raise SourceError(f"no source kind handles {cfg.source!r}")
+    if cfg.type is not None:
+        key = cfg.type
+    else:
+        key = next((k for k in _ORDER if SOURCES[k].accepts(cfg.source)), "")
+        if not key:
+            raise SourceError(f"no source kind handles {cfg.source!r}")
+    if cfg.watch:
+        if key != "images" or not isinstance(cfg.source, str):
+            raise SourceError("watch: true needs an image folder as source")
+        key = "hotfolder"
+    return SOURCES[key](cfg)
