@@ -29,7 +29,7 @@ def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
 
 
-def load_interpreter(path: Path):  # noqa: ANN201 - runtime type depends on the backend
+def load_interpreter(path: Path):  # type depends on the installed runtime
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # older edge devices ship only tflite_runtime
@@ -48,7 +48,9 @@ def main() -> int:
     in_scale, in_zp = inp["quantization"]
     out_scale, out_zp = out["quantization"]
     print(f"input {inp['shape'].tolist()} {inp['dtype'].__name__} scale={in_scale:.6f} zp={in_zp}")
-    print(f"output {out['shape'].tolist()} {out['dtype'].__name__} scale={out_scale:.6f} zp={out_zp}")
+    print(
+        f"output {out['shape'].tolist()} {out['dtype'].__name__} scale={out_scale:.6f} zp={out_zp}"
+    )
 
     n = len(labels)
     confusion = np.zeros((n, n), np.int64)  # rows: truth, cols: predicted

@@ -17,7 +17,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from scene import LABELS, draw, jitter, sample_scene  # noqa: E402
+from scene import LABELS, draw, jitter, sample_scene
 
 SEED = 7  # differs from train.py so the video is unseen data
 SIZE = (320, 240)
@@ -53,8 +53,10 @@ def main() -> int:
         read += 1
     cap.release()
     size = video.stat().st_size
-    print(f"{video.name}: {SIZE[0]}x{SIZE[1]} @ {FPS} fps, {read} frames "
-          f"({read / FPS:.1f} s), {size / 1024:.0f} KiB; truth labels: {len(truth)}")
+    print(
+        f"{video.name}: {SIZE[0]}x{SIZE[1]} @ {FPS} fps, {read} frames "
+        f"({read / FPS:.1f} s), {size / 1024:.0f} KiB; truth labels: {len(truth)}"
+    )
     if read != len(truth):
         print("error: frame count read back differs from truth length")
         return 1

@@ -150,7 +150,9 @@ def jitter(scene: Scene, rng: np.random.Generator, t: int, belt_step: float = 3.
 def _belt(scene: Scene, w: int, h: int, u: float) -> np.ndarray:
     """Rubber belt with seams and grain that scroll along x, plus static rails."""
     brng = np.random.default_rng(scene.belt_seed)
-    grain = cv2.GaussianBlur(6 * brng.standard_normal((REF_H, BELT_LEN), dtype=np.float32), (0, 0), 1.2)
+    grain = cv2.GaussianBlur(
+        6 * brng.standard_normal((REF_H, BELT_LEN), dtype=np.float32), (0, 0), 1.2
+    )
     grain += cv2.GaussianBlur(brng.normal(0, 8, (1, BELT_LEN)).astype(np.float32), (0, 0), 4)
     period = int(brng.integers(60, 110))
     grain[:, (np.arange(BELT_LEN) % period) < 3] -= 18  # belt seams
@@ -167,7 +169,7 @@ def _belt(scene: Scene, w: int, h: int, u: float) -> np.ndarray:
 
 def _part_canvas(part: Part, u: float) -> tuple[np.ndarray, np.ndarray]:
     """Part image (BGR float) and coverage mask (float 0..1), unrotated."""
-    pw, ph = int(round(part.size[0] * u)), int(round(part.size[1] * u))
+    pw, ph = round(part.size[0] * u), round(part.size[1] * u)
     mask8 = np.zeros((ph, pw), np.uint8)
     r = int(0.16 * ph)
     cv2.rectangle(mask8, (r, 0), (pw - 1 - r, ph - 1), 255, -1)
@@ -215,7 +217,7 @@ def _scratch(img: np.ndarray, s: Scratch, u: float) -> np.ndarray:
     tt = np.linspace(0, 1, 24)[:, None]
     curve = (1 - tt) ** 2 * p[0] + 2 * (1 - tt) * tt * p[1] + tt**2 * p[2]  # quadratic Bezier
     m = np.zeros((ph, pw), np.uint8)
-    th = max(1, int(round(s.thickness * u)))
+    th = max(1, round(s.thickness * u))
     cv2.polylines(m, [np.round(curve).astype(np.int32)], False, 255, th, cv2.LINE_AA)
     a = (m.astype(np.float32) / 255.0 * 0.9)[..., None]
     return img * (1 - a) + s.value * a
@@ -239,7 +241,9 @@ def draw(scene: Scene, rng: np.random.Generator, size: tuple[int, int] = (320, 2
         img = img * (1 - 0.5 * shadow)
         img = img * (1 - alpha) + warped * alpha
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    light = scene.gain * (1 + scene.gradient[0] * (xs / w - 0.5) + scene.gradient[1] * (ys / h - 0.5))
+    light = scene.gain * (
+        1 + scene.gradient[0] * (xs / w - 0.5) + scene.gradient[1] * (ys / h - 0.5)
+    )
     img = img * light[..., None] * np.asarray(scene.white, np.float32)
     img += scene.noise * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)

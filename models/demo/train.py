@@ -11,9 +11,6 @@ import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from typing import TYPE_CHECKING
 
 import cv2
@@ -22,10 +19,11 @@ import numpy as np
 if TYPE_CHECKING:
     import tensorflow as tf
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from evaluate import load_interpreter, preprocess, quantize  # noqa: E402 - shared daemon contract
-from scene import LABELS, render  # noqa: E402
+from evaluate import load_interpreter, preprocess, quantize  # shared daemon contract
+from scene import LABELS, render
 
 SEED = 20240601  # the video uses a different seed (make_video.py)
 FRAME = (320, 240)  # render at the video resolution, then apply the daemon resize
@@ -47,21 +45,22 @@ def _make_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
             frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.3, 0.9))
         # Random JPEG round trip at video resolution mimics codec blocking/blur.
         q = int(rng.integers(20, 96))
-        frame = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, q])[1]
+        frame = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
         xs[i] = preprocess(frame, INPUT)
     return xs, np.full(count, label_idx, np.int64)
 
 
 def make_dataset(seed: int, per_class: int, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    chunk = 100
-    seeds = np.random.SeedSequence(seed).generate_state(len(LABELS) * (per_class // chunk + 1))
-    jobs = []
-    for c in range(len(LABELS)):
-        for k, start in enumerate(range(0, per_class, chunk)):
-            s = int(seeds[c * (per_class // chunk + 1) + k])
-            jobs.append((s, c, min(chunk, per_class - start)))
+    """Render per_class frames of every class in chunks of 100 across worker processes."""
+    jobs = [
+        (c, min(100, per_class - start))
+        for c in range(len(LABELS))
+        for start in range(0, per_class, 100)
+    ]
+    seeds = np.random.SeedSequence(seed).generate_state(len(jobs))
     with Pool(workers) as pool:  # map keeps job order, so the result is deterministic
-        parts = pool.map(_make_chunk, jobs)
+        parts = pool.map(_make_chunk, [(int(s), c, n) for s, (c, n) in zip(seeds, jobs)])
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -131,8 +130,13 @@ def main() -> None:
         metrics=["accuracy"],
     )
     model.fit(
-        x_train, y_train, batch_size=BATCH, epochs=EPOCHS, shuffle=True,
-        validation_data=(x_val, y_val), verbose=2,
+        x_train,
+        y_train,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        shuffle=True,
+        validation_data=(x_val, y_val),
+        verbose=2,
     )
 
     rep = x_train[np.random.default_rng(SEED).choice(len(x_train), 300, replace=False)]
@@ -140,8 +144,10 @@ def main() -> None:
     (HERE / "model.tflite").write_bytes(tflite)
     (HERE / "labels.txt").write_text("\n".join(LABELS) + "\n")
     acc = int8_accuracy(HERE / "model.tflite", x_val, y_val)
-    print(f"int8 val accuracy {acc:.4f}; model.tflite {len(tflite) / 1024:.1f} KiB; "
-          f"tensorflow {tf.__version__}; total {time.time() - t0:.0f}s")
+    print(
+        f"int8 val accuracy {acc:.4f}; model.tflite {len(tflite) / 1024:.1f} KiB; "
+        f"tensorflow {tf.__version__}; total {time.time() - t0:.0f}s"
+    )
 
 
 if __name__ == "__main__":
