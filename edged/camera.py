@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
@@ -26,8 +27,10 @@ def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa:
 
 
 class Camera:
-    def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics) -> None:
+    def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics,
+                 tickets: Iterator[int] | None = None) -> None:
         self.name = name
+        self._tickets = tickets  # publish-order numbers, kept across reloads
         self.cfg = cfg
         self._scheduler = scheduler
         self._metrics = metrics
@@ -61,12 +64,17 @@ class Camera:
     def start(self) -> None:
         if self._source is None:
             self.open()
-        self._scheduler.add_camera(self.name, self.policy)
+        self._scheduler.add_camera(self.name, self.policy, self._tickets)
         for reason in ("replaced", "fps", "decode"):
             self._metrics.frames_dropped.labels(self.name, reason)
         self._metrics.frames_captured.labels(self.name)
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
+
+    def use_scheduler(self, scheduler: Scheduler) -> None:
+        """Feed another model's workers from the next frame on (a reload swapped the model)."""
+        scheduler.add_camera(self.name, self.policy, self._tickets)
+        self._scheduler = scheduler
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -146,6 +154,7 @@ class Camera:
             except SourceError as exc:
                 self._metrics.camera_up.labels(self.name).set(0)
                 self._metrics.source_errors.labels(self.name).inc()
+                self._metrics.camera_reconnects.labels(self.name, "error").inc()
                 src.close()
                 delay = next(delays)
                 self._episodes.failure("camera %s: %s; retrying in %.1fs", self.name, exc, delay)

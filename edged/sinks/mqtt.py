@@ -36,6 +36,7 @@ class MqttSink(Sink):
         self._lock = threading.Condition()
         self._pending: dict[int, str] = {}  # mid -> topic class, until acknowledged
         self._early: set[int] = set()  # acks that arrived before publish() returned the mid
+        self._sizes: dict[int, tuple[int, float]] = {}  # mid -> (bytes, monotonic sent)
         self._connected = threading.Event()
         self._episodes = EpisodeLog(log)
 
@@ -90,6 +91,7 @@ class MqttSink(Sink):
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
         with self._lock:
             topic_class = self._pending.pop(mid, None)
+            self._sizes.pop(mid, None)
             if topic_class is None:
                 self._early.add(mid)
                 return
@@ -107,6 +109,7 @@ class MqttSink(Sink):
         # Never hold our lock while calling paho: its ack path takes its lock, then ours.
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            self._metrics.mqtt_failed.labels(topic_class).inc()
             return  # QoS 0 is fire-and-forget: paho drops it while disconnected
         with self._lock:
             if info.mid in self._early:
@@ -114,6 +117,7 @@ class MqttSink(Sink):
                 acked = True
             else:
                 self._pending[info.mid] = topic_class
+                self._sizes[info.mid] = (len(payload), time.monotonic())
                 acked = False
         if acked:
             self._metrics.published.labels(topic_class).inc()
@@ -126,6 +130,14 @@ class MqttSink(Sink):
     def unacknowledged(self) -> int:
         with self._lock:
             return len(self._pending)
+
+    def outbox_stats(self) -> tuple[int, int, float]:
+        """(messages, payload bytes, age in seconds of the oldest) not yet acknowledged."""
+        with self._lock:
+            sizes = list(self._sizes.values())
+        oldest = min((sent for _, sent in sizes), default=None)
+        age = time.monotonic() - oldest if oldest is not None else 0.0
+        return len(sizes), sum(size for size, _ in sizes), age
 
     def flush(self, timeout: float) -> bool:
         with self._lock:
