@@ -68,6 +68,7 @@ class Camera:
         for reason in ("replaced", "fps", "decode"):
             self._metrics.frames_dropped.labels(self.name, reason)
         self._metrics.frames_captured.labels(self.name)
+        self._metrics.camera_reconnects.labels(self.name, "error")
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
 

@@ -154,6 +154,10 @@ class Daemon:
         for name in sorted({c.cfg.model for c in self.cameras} - self.pools.keys()):
             problems.append(f"model {name}: not loaded")
         problems += self.stalls()
+        stalled = {p.split(":")[0] for p in problems}
+        problems += [f"camera {c.name}: no frame yet" for c in self.cameras
+                     if not c.last_frame_mono and not c.finished.is_set()
+                     and f"camera {c.name}" not in stalled]
         problems += [f"camera {c.name}: source ended" for c in self.cameras
                      if c.finished.is_set()]
         sink = self.sink

@@ -71,6 +71,8 @@ class Metrics:
         self.reloads = Counter("edged_config_reloads_total",
                                "SIGHUP reloads, by result (applied, invalid, failed).",
                                ["result"], registry=r)
+        for result in ("applied", "invalid", "failed"):
+            self.reloads.labels(result)
         self.watchdog_pings = Counter("edged_watchdog_pings_total",
                                       "WATCHDOG=1 notifications sent to systemd.", registry=r)
 
