@@ -243,6 +243,7 @@ class Daemon:
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + status_every_s
                     self.notifier.status(self.status())
+                    self.readiness()  # keeps edged_ready current without a /readyz probe
         finally:
             self.stop()
         log.info("stopped")
