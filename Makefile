@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean install uninstall
 
 setup:
 	VENV=$(VENV) ./scripts/setup.sh
@@ -18,3 +18,10 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# System service: the venv under /opt/edged, the units, the udev rule, /etc/edged/config.yaml.
+install:
+	DESTDIR=$(DESTDIR) ./scripts/install.sh
+
+uninstall:
+	DESTDIR=$(DESTDIR) ./scripts/install.sh --uninstall

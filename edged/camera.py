@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
@@ -15,7 +16,7 @@ from edged.ratelimit import EpisodeLog
 from edged.scheduler import Scheduler
 from edged.sources import Frame, Source, make_source
 from edged.sources.base import IDLE
-from edged.sources.failures import kind_of
+from edged.sources.failures import KINDS, kind_of
 from edged.sources.url import redact
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,10 @@ def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa:
 
 
 class Camera:
-    def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics) -> None:
+    def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics,
+                 tickets: Iterator[int] | None = None) -> None:
         self.name = name
+        self._tickets = tickets  # publish-order numbers, kept across reloads
         self.cfg = cfg
         self._scheduler = scheduler
         self._metrics = metrics
@@ -42,6 +45,9 @@ class Camera:
         self._index = 0
         self._episodes = EpisodeLog(log)
         self.last_frame_mono = 0.0
+        # When the capture thread last showed life (or, while it sleeps through a backoff,
+        # when it will again): the watchdog tells a wedged thread from a camera being retried.
+        self.alive_mono = 0.0
         self.last_frame: Frame | None = None  # the newest frame, for on-demand commands
 
     @property
@@ -67,15 +73,24 @@ class Camera:
     def start(self) -> None:
         if self._source is None:
             self.open()
-        self._scheduler.add_camera(self.name, self.policy, max_age_s=self.cfg.max_age_ms / 1000)
+        self._scheduler.add_camera(self.name, self.policy, self._tickets,
+                                   max_age_s=self.cfg.max_age_ms / 1000)
         for reason in ("replaced", "fps", "decode", "stale", "bad_frame"):
             self._metrics.frames_dropped.labels(self.name, reason)
         self._metrics.frames_captured.labels(self.name)
+        for kind in KINDS:  # so dashboards see 0, not "no data", before the first failure
+            self._metrics.camera_reconnects.labels(self.name, kind)
+            self._metrics.source_failures.labels(self.name, kind)
         started = time.monotonic()
         self._metrics.last_frame_age.labels(self.name).set_function(
             lambda: time.monotonic() - (self.last_frame_mono or started))
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self._thread.start()
+
+    def use_scheduler(self, scheduler: Scheduler) -> None:
+        """Feed another model's workers from the next frame on (a reload swapped the model)."""
+        scheduler.add_camera(self.name, self.policy, self._tickets)
+        self._scheduler = scheduler
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -115,6 +130,7 @@ class Camera:
         self._metrics.camera_up.labels(self.name).set(1)
         due = time.monotonic()
         while not self._stop.is_set():
+            self._beat()
             try:
                 item = src.read()
             except SourceError as exc:
@@ -132,6 +148,7 @@ class Camera:
             if interval:
                 # Pace like a camera; after a stall, restart the clock instead of bursting.
                 due = max(due + interval, time.monotonic() - interval)
+                self._beat(max(0.0, due - time.monotonic()))
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
             self._submit(*item)
@@ -148,10 +165,12 @@ class Camera:
                                 random.Random())
         while not self._stop.is_set():
             try:
+                self._beat()
                 src.open()
                 shape = None
                 while not self._stop.is_set():
                     image, name = src.read()  # type: ignore[misc]
+                    self._beat()
                     if image.shape != shape:  # first frame after (re)open, or a new size
                         if shape is None:
                             delays = backoff_delays(self.cfg.reconnect.initial_s,
@@ -174,6 +193,7 @@ class Camera:
                 self._metrics.camera_up.labels(self.name).set(0)
                 self._metrics.source_errors.labels(self.name).inc()
                 self._metrics.source_failures.labels(self.name, kind).inc()
+                self._metrics.camera_reconnects.labels(self.name, kind).inc()
                 src.close()
                 delay = next(delays)
                 # Sources build messages from describe(); redact() again for foreign errors.
@@ -181,8 +201,12 @@ class Camera:
                     f"{self._source.describe()}: {type(exc).__name__}: {exc}")
                 self._episodes.failure("camera %s: %s [%s]; retrying in %.1fs", self.name,
                                        redact(reason), kind, delay)
+                self._beat(delay)
                 self._stop.wait(delay)
         src.close()
+
+    def _beat(self, busy_s: float = 0.0) -> None:
+        self.alive_mono = time.monotonic() + busy_s
 
     def _report_stream(self, src: Source, image) -> None:  # noqa: ANN001
         height, width = image.shape[:2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                                             "/etc/edged/config.yaml)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                      help="override the config's log_level")
+    run.add_argument("--log-format", choices=["text", "json"], default="text",
+                     help="text (journald-friendly) or json (one object per line)")
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("-c", "--config", help="config file (default as for run)")
@@ -137,9 +140,17 @@ def _run(args: argparse.Namespace) -> int:
     from edged.daemon import Daemon
     from edged.logs import setup_logging
 
-    cfg = load_config(resolve_config_path(args.config))
-    setup_logging(args.log_level or cfg.log_level)
+    from edged.notify import Notifier
+
+    path = resolve_config_path(args.config)
+    cfg = load_config(path)
+    setup_logging(args.log_level or cfg.log_level, getattr(args, "log_format", "text"))
     stop = threading.Event()
+    reload = threading.Event()
+
+    def on_hup(_signum: int, _frame: object) -> None:
+        log.info("received SIGHUP; reloading %s", path)
+        reload.set()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
@@ -147,7 +158,12 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Daemon(cfg).run(stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    notifier = Notifier.from_env(os.environ)
+    try:
+        Daemon(cfg, config_path=path, notifier=notifier, environ=os.environ).run(stop, reload)
+    finally:
+        notifier.close()
     return 0
 
 

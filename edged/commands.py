@@ -89,6 +89,15 @@ class CommandHandler:
         self._backends: dict[str, Backend] = {}  # model name -> a backend of its own
         self._episodes = EpisodeLog(log)
 
+    def use_sink(self, sink, topics: Topics) -> None:  # noqa: ANN001 - MqttSink
+        """Answer through another sink (an MQTT reload); subscribes there once running."""
+        self._sink, self._topics = sink, topics
+        if self._thread is not None:
+            sink.subscribe(self.topic_filter, self._on_message)
+
+    def use_state(self, state: StateTracker | None) -> None:
+        self._state = state
+
     @property
     def topic_filter(self) -> str:
         return self._topics.command("+", "+")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
@@ -34,7 +36,7 @@ class Metrics:
         self.source_errors = Counter("edged_source_errors_total",
                                      "Source open or read failures.", ["camera"], registry=r)
         self.inference_seconds = Histogram("edged_inference_duration_seconds",
-                                           "Time of one model invoke.", ["model"],
+                                           "Time of one model invoke.", ["model", "accelerator"],
                                            buckets=_LATENCY_BUCKETS, registry=r)
         self.latency_seconds = Histogram("edged_capture_to_publish_seconds",
                                          "Time from frame capture to result publish.", ["camera"],
@@ -79,6 +81,30 @@ class Metrics:
                                     "Seconds since the camera's last frame (grows while a "
                                     "source is down or hangs).", ["camera"], registry=r)
 
+        # Added for the system service (issue 6): completeness for dashboards and alerts.
+        self.camera_reconnects = Counter("edged_camera_reconnects_total",
+                                         "Source reconnects, by reason.", ["camera", "reason"],
+                                         registry=r)
+        self.frame_age_seconds = Histogram("edged_frame_age_seconds",
+                                           "Age of a frame when a worker takes it.", ["camera"],
+                                           buckets=_LATENCY_BUCKETS, registry=r)
+        self.mqtt_failed = Counter("edged_mqtt_failed_total",
+                                   "Messages the client could not send, by class.",
+                                   ["topic_class"], registry=r)
+        self.outbox_oldest_seconds = Gauge("edged_outbox_oldest_age_seconds",
+                                           "Age of the oldest unacknowledged message.",
+                                           registry=r)
+        self.model_info = Gauge("edged_model_info", "1 per loaded model: its file digest and "
+                                "accelerator.", ["model", "sha256", "accelerator"], registry=r)
+        self.ready = Gauge("edged_ready", "1 while /readyz reports ready.", registry=r)
+        self.reloads = Counter("edged_config_reloads_total",
+                               "SIGHUP reloads, by result (applied, invalid, failed).",
+                               ["result"], registry=r)
+        for result in ("applied", "invalid", "failed"):
+            self.reloads.labels(result)
+        self.watchdog_pings = Counter("edged_watchdog_pings_total",
+                                      "WATCHDOG=1 notifications sent to systemd.", registry=r)
+
     def set_build(self, runtime: str) -> None:
         self.build_info.info({"version": __version__, "runtime": runtime})
 
@@ -99,8 +125,10 @@ class _Server6(_Server):
 class MetricsServer:
     """Serves /metrics and /healthz in a named thread; stop() closes the socket."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+    def __init__(self, metrics: Metrics, host: str, port: int,
+                 readiness: Callable[[], dict] | None = None) -> None:
         self._metrics, self._host, self._port = metrics, host, port
+        self._readiness = readiness  # -> {"ready": bool, "problems": [...], ...}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -111,6 +139,11 @@ class MetricsServer:
             if environ.get("PATH_INFO") == "/healthz":
                 start_response("200 OK", [("Content-Type", "text/plain")])
                 return [b"ok\n"]
+            if environ.get("PATH_INFO") == "/readyz" and self._readiness is not None:
+                body = self._readiness()
+                status = "200 OK" if body.get("ready") else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(body).encode() + b"\n"]
             return metrics_app(environ, start_response)
 
         cls = _Server6 if ":" in self._host else _Server

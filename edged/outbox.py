@@ -219,3 +219,11 @@ class Outbox:
     def size_bytes(self) -> int:
         with self._lock:
             return self._bytes
+
+    def oldest_created(self) -> float | None:
+        """Wall time the oldest waiting result was made, None when empty."""
+        with self._lock:
+            if self._db is None or not self._count:
+                return None
+            row = self._db.execute("SELECT MIN(created) FROM messages").fetchone()
+        return row[0] if row else None

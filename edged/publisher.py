@@ -12,6 +12,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from edged.metrics import Metrics
@@ -66,6 +68,17 @@ class Publisher:
         self._thread: threading.Thread | None = None
         # Called with (camera, result dict) after each result is handed over (e.g. state).
         self.listeners: list[Callable[[str, dict], None]] = []
+        self._gate = threading.Lock()  # held while a result is handed to the sink
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Results wait in the queue (none lost) while the caller swaps the sink."""
+        with self._gate:
+            yield
+
+    def use_sink(self, sink: Sink, topics: Topics, qos: int) -> None:
+        """Publish to another sink from now on; call inside hold(). Lanes and seq are kept."""
+        self._sink, self._topics, self._qos = sink, topics, qos
 
     def submit(self, outcome: Outcome) -> None:
         """Called by workers; never blocks."""
@@ -91,7 +104,8 @@ class Publisher:
             if item is _STOP:
                 return
             try:
-                self._accept(item)  # type: ignore[arg-type]
+                with self._gate:
+                    self._accept(item)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - a bug in one result must not stop publishing
                 log.exception("publisher: result dropped")
 

@@ -30,3 +30,33 @@ class EpisodeLog:
         if self._failing:
             self._log.info(msg, *args)
         self._failing, self._suppressed = False, 0
+
+
+class RepeatFilter(logging.Filter):
+    """A handler filter for what EpisodeLog does not cover: the same warning or error
+    (same logger, level and text) is shown at most once per `every_s`; the next one shown
+    says how many were suppressed."""
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 1000) -> None:
+        super().__init__()
+        self._every, self._clock, self._max = every_s, clock, max_keys
+        self._seen: dict[tuple[str, int, str], list[float | int]] = {}  # -> [last shown, suppressed]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self._clock()
+        entry = self._seen.get(key)
+        if entry is not None and now - entry[0] < self._every:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            record.msg = f"{record.getMessage()} ({entry[1]} repeats suppressed)"
+            record.args = None
+        if len(self._seen) >= self._max:  # bounded memory: forget the oldest
+            self._seen.pop(next(iter(self._seen)))
+        self._seen.pop(key, None)
+        self._seen[key] = [now, 0]
+        return True

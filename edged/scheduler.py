@@ -7,9 +7,10 @@ Workers take from the cameras in turn, so a fast camera cannot starve a slow one
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from edged.sources.base import Frame
@@ -24,11 +25,12 @@ class Job:
 
 
 class _Lane:
-    def __init__(self, policy: str, capacity: int) -> None:
+    def __init__(self, policy: str, capacity: int, tickets: Iterator[int] | None = None) -> None:
         self.policy = policy
         self.capacity = 1 if policy == "latest" else capacity
         self.frames: deque[Frame] = deque()
-        self.next_ticket = 0
+        # Shared with the camera's later lanes (after a reload), so publish order continues.
+        self.tickets = tickets if tickets is not None else itertools.count()
         self.max_age_s = 0.0
 
 
@@ -41,11 +43,34 @@ class Scheduler:
         self._closed = False
         self._cond = threading.Condition()
 
-    def add_camera(self, camera: str, policy: str, max_age_s: float = 0.0) -> None:
+    def add_camera(self, camera: str, policy: str, tickets: Iterator[int] | None = None,
+                   max_age_s: float = 0.0) -> None:
         with self._cond:
-            self._lanes[camera] = _Lane(policy, self._capacity)
+            self._lanes[camera] = _Lane(policy, self._capacity, tickets)
             self._lanes[camera].max_age_s = max_age_s
-            self._order.append(camera)
+            if camera not in self._order:
+                self._order.append(camera)
+
+    def remove_camera(self, camera: str, timeout: float) -> int:
+        """Wait up to `timeout` for workers to take the camera's queued frames, then drop its
+        lane; returns how many frames were still queued (and are dropped)."""
+        with self._cond:
+            lane = self._lanes.get(camera)
+            if lane is None:
+                return 0
+            self._cond.wait_for(lambda: not lane.frames, timeout=timeout)
+            left = len(lane.frames)
+            del self._lanes[camera]
+            index = self._order.index(camera)
+            self._order.pop(index)
+            if index < self._cursor:
+                self._cursor -= 1
+            if self._order:
+                self._cursor %= len(self._order)
+            else:
+                self._cursor = 0
+            self._cond.notify_all()
+            return left
 
     def put(self, camera: str, frame: Frame, should_stop: Callable[[], bool]) -> Frame | None:
         """Queue a frame; return the frame it replaced (latest policy), else None.
@@ -54,7 +79,9 @@ class Scheduler:
         of a stop is returned as if replaced, so the caller can count it.
         """
         with self._cond:
-            lane = self._lanes[camera]
+            lane = self._lanes.get(camera)
+            if lane is None:  # moved to another scheduler by a reload meanwhile
+                return frame
             if lane.policy == "latest":
                 old = lane.frames.popleft() if lane.frames else None
                 lane.frames.append(frame)
@@ -80,8 +107,7 @@ class Scheduler:
                 if lane.frames:
                     self._cursor = (self._cursor + step + 1) % n
                     frame = lane.frames.popleft()
-                    ticket = lane.next_ticket
-                    lane.next_ticket += 1
+                    ticket = next(lane.tickets)
                     self._cond.notify_all()  # room for a waiting `every` producer
                     return Job(name, frame, ticket, lane.max_age_s)
             return None

@@ -37,6 +37,19 @@ class StateTracker:
         self._since = {cam: start for cam in smoothing}
         self._seq: dict[str, int | None] = {cam: None for cam in smoothing}
 
+    def use_sink(self, sink: StateSink, topics: Topics) -> None:
+        """Publish through another sink from now on (an MQTT reload)."""
+        self._sink, self._topics = sink, topics
+
+    def add_camera(self, camera: str, smoothing: SmoothingConfig) -> None:
+        """Track a camera added by a reload (an existing one keeps its state)."""
+        with self._lock:
+            if camera not in self._smoothers:
+                s = smoothing
+                self._smoothers[camera] = Smoother(s.method, s.window, s.min_votes, s.min_score)
+                self._since[camera] = self._clock()
+                self._seq[camera] = None
+
     def payload(self, camera: str) -> dict:
         with self._lock:
             sm = self._smoothers[camera]

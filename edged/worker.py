@@ -81,13 +81,16 @@ class WorkerPool:
         self._backends.clear()
 
     def _run(self, backend: Backend) -> None:
-        histogram = self._metrics.inference_seconds.labels(self.model.name)
+        histogram = self._metrics.inference_seconds.labels(self.model.name,
+                                                           self.model.backend_key)
         while True:
             job = self.scheduler.get(timeout=0.5)
             if job is None:
                 if self.scheduler.drained:
                     return
                 continue
+            self._metrics.frame_age_seconds.labels(job.camera).observe(
+                time.monotonic() - job.frame.mono)
             top = None
             elapsed = 0.0
             if job.max_age_s and time.monotonic() - job.frame.mono > job.max_age_s:

@@ -19,6 +19,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the TLS tests make a te
 for plugin in base good ugly; do
   dpkg -s "gstreamer1.0-plugins-$plugin" >/dev/null 2>&1 || need+=("gstreamer1.0-plugins-$plugin")
 done
+# systemd-analyze checks the units (verify, security --offline) in the tests; works without
+# systemd running as PID 1.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     echo "setup: please install these Debian packages first: sudo apt-get install ${need[*]}" >&2

@@ -195,7 +195,8 @@ def test_metrics_endpoint_counts_frames(tmp_path, broker):
     assert get("edged_frames_captured_total", {"camera": "conveyor"}) == frames
     assert get("edged_frames_processed_total", {"camera": "conveyor"}) == frames
     assert get("edged_frames_dropped_total", {"camera": "conveyor", "reason": "replaced"}) == 0
-    assert get("edged_inference_duration_seconds_count", {"model": "default"}) == frames
+    assert get("edged_inference_duration_seconds_count",
+               {"model": "default", "accelerator": "cpu"}) == frames
     assert get("edged_capture_to_publish_seconds_count", {"camera": "conveyor"}) == frames
     assert get("edged_mqtt_published_total", {"topic_class": "result"}) == frames
     assert get("edged_mqtt_connected") == 0  # after the clean stop

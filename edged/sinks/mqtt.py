@@ -141,7 +141,6 @@ class MqttSink(Sink):
         client.on_message = self._on_message
         if self._outbox is not None:
             self._outbox.open()
-            self._gauge_outbox()
         self._client = client
         self._metrics.mqtt_connected.set(0)
         self._stop.clear()
@@ -248,7 +247,6 @@ class MqttSink(Sink):
         """Results (with camera and seq) at QoS >= 1 go to the outbox; the rest straight out."""
         if self._outbox is not None and qos > 0 and camera is not None and seq is not None:
             self._outbox.put(camera, seq, topic, payload, qos, retain, model_sha256)
-            self._gauge_outbox()
             with self._lock:
                 self._lock.notify_all()
             return
@@ -276,6 +274,7 @@ class MqttSink(Sink):
         # Never hold our lock while calling paho: its ack path takes its lock, then ours.
         info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            self._metrics.mqtt_failed.labels(topic_class).inc()
             return  # QoS 0 is fire-and-forget: paho drops it while disconnected
         with self._lock:
             if row_id is not None:
@@ -285,11 +284,6 @@ class MqttSink(Sink):
                 self._lock.notify_all()
             else:
                 self._pending[info.mid] = (row_id, topic_class)
-
-    def _gauge_outbox(self) -> None:
-        if self._outbox is not None:
-            self._metrics.outbox_messages.set(self._outbox.count)
-            self._metrics.outbox_bytes.set(self._outbox.size_bytes)
 
     # --- the sender thread -------------------------------------------------------------------
 
@@ -304,7 +298,6 @@ class MqttSink(Sink):
                     generation = self._generation
                 if acked and self._outbox is not None:
                     self._outbox.delete(acked)
-                    self._gauge_outbox()
                 if generation != greeted and self._connected.is_set():
                     greeted = generation
                     # paho resends what was in flight right after the CONNACK; new rows
@@ -371,6 +364,15 @@ class MqttSink(Sink):
         with self._lock:
             pending = len(self._pending)
         return pending + (self._outbox.count if self._outbox is not None else 0)
+
+    def outbox_stats(self) -> tuple[int, int, float]:
+        """(messages, payload bytes, age in seconds of the oldest) not yet acknowledged."""
+        if self._outbox is None:
+            with self._lock:
+                return len(self._pending), 0, 0.0
+        oldest = self._outbox.oldest_created()
+        age = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        return self._outbox.count, self._outbox.size_bytes, age
 
     def flush(self, timeout: float, outbox: bool = True) -> bool:
         """Wait until the broker acknowledged everything (outbox empty, nothing in flight)."""
