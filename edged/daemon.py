@@ -22,7 +22,9 @@ from edged.publisher import Publisher
 from edged.runtime import find_runtime
 from edged.scheduler import Scheduler
 from edged.sinks.mqtt import MqttSink
+from edged.snapshot import Snapshotter, check_snapshot_labels
 from edged.topics import Topics
+from edged.web import LiveView
 from edged.worker import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Daemon:
         self.sink: MqttSink | None = None
         self._started: list[Component] = []
         self.state: StateTracker | None = None
+        self.live_view: LiveView | None = None
 
     def _outbox(self) -> Outbox | None:
         """The durable outbox for QoS>=1 results, unless disabled."""
@@ -104,12 +107,44 @@ class Daemon:
             self.metrics_server = MetricsServer(self.metrics, host, port)
             components.append(self.metrics_server)
         components += [_SinkComponent(self.sink, cfg.mqtt.drain_timeout_s), publisher]
+        components += self._live_view(enabled, models, topics, publisher)
         if cfg.mqtt.commands.enabled:
             components.append(CommandHandler(
                 self.sink, topics, {c.name: c for c in self.cameras},
                 {c.name: models[c.cfg.model] for c in self.cameras}, self.state, self.metrics))
         components += [*pools.values(), *self.cameras]
         return components
+
+    def _live_view(self, enabled: dict, models: dict, topics: Topics,
+                   publisher: Publisher) -> list[Component]:
+        """Snapshots over MQTT and the web view, when configured (both off by default)."""
+        cfg = self.cfg
+        parts: list[Component] = []
+        snapping = {name: cam for name, cam in enabled.items() if cam.snapshot.enabled}
+        auth = cfg.web.auth
+        try:
+            for name, cam in snapping.items():
+                check_snapshot_labels(name, cam, list(models[cam.model].labels))
+            password = (resolve_password(auth, section="web.auth")
+                        if cfg.web.enabled and auth is not None else None)
+        except EdgedError:
+            for camera in self.cameras:
+                camera.stop()
+            raise
+        if snapping and self.state is not None:
+            snapshotter = Snapshotter(self.sink, topics, snapping, publisher.last_frames)
+            self.state.change_listeners.append(snapshotter.on_change)
+            self.sink.add_connect_hook(snapshotter.republish)
+            parts.append(snapshotter)
+        if cfg.web.enabled and self.metrics_server is not None:
+            server = self.metrics_server
+            host = split_listen(cfg.metrics.listen)[0]
+            self.live_view = LiveView(cfg.web, cfg.node_id, self.cameras, self.metrics.registry,
+                                      self.state, password, lambda: (host, server.port))
+            publisher.listeners.append(self.live_view.on_result)
+            self.metrics_server.mounts.append((self.live_view.handles, self.live_view.app))
+            parts.append(self.live_view)
+        return parts
 
     def start(self) -> None:
         """Start everything, or stop what started and raise EdgedError."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
@@ -70,7 +72,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class _Server(WSGIServer):
+class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
@@ -85,6 +87,8 @@ class MetricsServer:
         self._metrics, self._host, self._port = metrics, host, port
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        # Other WSGI apps on this listener (e.g. the live view): (path predicate, app).
+        self.mounts: list[tuple[Callable[[str], bool], Callable]] = []
 
     def start(self) -> None:
         metrics_app = make_wsgi_app(self._metrics.registry)
@@ -95,6 +99,7 @@ class MetricsServer:
                 return [b"ok\n"]
             return metrics_app(environ, start_response)
 
+        app = self._mounted(app)
         cls = _Server6 if ":" in self._host else _Server
         self._server = make_server(self._host, self._port, app, server_class=cls,
                                    handler_class=_QuietHandler)
@@ -105,6 +110,15 @@ class MetricsServer:
     @property
     def port(self) -> int:
         return self._server.server_port if self._server else self._port
+
+    def _mounted(self, fallback: Callable) -> Callable:
+        def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI signature
+            path = environ.get("PATH_INFO") or "/"
+            for handles, mounted in self.mounts:
+                if handles(path):
+                    return mounted(environ, start_response)
+            return fallback(environ, start_response)
+        return app
 
     def stop(self) -> None:
         if self._server is not None:

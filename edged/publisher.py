@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from edged.metrics import Metrics
 from edged.sinks.base import Sink
+from edged.sources.base import Frame
 from edged.topics import Topics
 from edged.worker import Outcome
 
@@ -66,6 +67,9 @@ class Publisher:
         self._thread: threading.Thread | None = None
         # Called with (camera, result dict) after each result is handed over (e.g. state).
         self.listeners: list[Callable[[str, dict], None]] = []
+        # The frame of each camera's newest result, set before the listeners run (so a
+        # state-change snapshot shows the very frame that changed the state).
+        self.last_frames: dict[str, Frame] = {}
 
     def submit(self, outcome: Outcome) -> None:
         """Called by workers; never blocks."""
@@ -114,6 +118,7 @@ class Publisher:
                            "result", camera=o.job.camera, seq=lane.seq,
                            model_sha256=getattr(o.model, "sha256", None))
         lane.seq += 1
+        self.last_frames[o.job.camera] = o.job.frame
         for listener in self.listeners:
             listener(o.job.camera, payload)
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - o.job.frame.mono)

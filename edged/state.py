@@ -36,6 +36,9 @@ class StateTracker:
         start = clock()
         self._since = {cam: start for cam in smoothing}
         self._seq: dict[str, int | None] = {cam: None for cam in smoothing}
+        # Called with (camera, new state, the result that changed it) on the publisher
+        # thread after each change; must be quick (e.g. snapshots hand off to their thread).
+        self.change_listeners: list[Callable[[str, str, dict], None]] = []
 
     def payload(self, camera: str) -> dict:
         with self._lock:
@@ -61,6 +64,8 @@ class StateTracker:
         if changed:
             self._metrics.state_changes.labels(camera).inc()
             self.publish(camera)
+            for listener in self.change_listeners:
+                listener(camera, after, result)
 
     def publish(self, camera: str) -> bool:
         data = json.dumps(self.payload(camera), separators=(",", ":")).encode()
