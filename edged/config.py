@@ -324,17 +324,6 @@ class Config(_Strict):
     def _node_id(cls, v: str) -> str:
         return _topic_safe(v)
 
-    @model_validator(mode="after")
-    def _web_and_snapshots(self) -> Config:
-        if self.web.enabled and not self.metrics.enabled:
-            raise ValueError("web.enabled needs metrics.enabled: the live view is served on "
-                             "the metrics listener")
-        snapping = [n for n, c in self.cameras.items() if c.snapshot.enabled]
-        if snapping and not self.mqtt.state.enabled:
-            raise ValueError(f"cameras.{snapping[0]}.snapshot.enabled needs "
-                             "mqtt.state.enabled: snapshots follow state changes")
-        return self
-
     @field_validator("cameras", "models")
     @classmethod
     def _not_empty(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -441,6 +430,13 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
                     error(("mqtt", "tls", key), f"file not found: {getattr(mqtt.tls, key)}")
     if mqtt.outbox.path is not None:
         mqtt.outbox.path = fix(mqtt.outbox.path)
+    if cfg.web.enabled and not cfg.metrics.enabled:
+        error(("web", "enabled"), "needs metrics.enabled: the live view is served on the "
+              "metrics listener")
+    for name, cam in cfg.cameras.items():
+        if cam.snapshot.enabled and not mqtt.state.enabled:
+            error(("cameras", name, "snapshot", "enabled"), "needs mqtt.state.enabled: "
+                  "snapshots follow state changes")
     auth = cfg.web.auth
     if auth is not None and auth.password_file is not None:
         auth.password_file = fix(auth.password_file)

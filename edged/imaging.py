@@ -55,7 +55,7 @@ def view_image(image: np.ndarray, roi: Sequence[float] | None, max_width: int) -
         if out is image:
             out = image.copy()
         x, y, rw, rh = (int(round(v * scale)) for v in rect)
-        thickness = max(1, out.shape[1] // 320)
+        thickness = max(2, out.shape[1] // 200)  # survives JPEG chroma subsampling
         cv2.rectangle(out, (x, y), (x + rw - 1, y + rh - 1), ROI_COLOR, thickness)
     return out
 
