@@ -107,7 +107,11 @@ class Daemon:
             self.metrics_server = MetricsServer(self.metrics, host, port)
             components.append(self.metrics_server)
         components += [_SinkComponent(self.sink, cfg.mqtt.drain_timeout_s), publisher]
-        components += self._live_view(enabled, models, topics, publisher)
+        snapshots, view = self._live_view(enabled, models, topics, publisher)
+        # Snapshots start before and stop after the publisher: its last results may change a
+        # state. The view stops before the listener, ending its streams first.
+        components[-1:-1] = snapshots
+        components += view
         if cfg.mqtt.commands.enabled:
             components.append(CommandHandler(
                 self.sink, topics, {c.name: c for c in self.cameras},
@@ -115,11 +119,12 @@ class Daemon:
         components += [*pools.values(), *self.cameras]
         return components
 
-    def _live_view(self, enabled: dict, models: dict, topics: Topics,
-                   publisher: Publisher) -> list[Component]:
+    def _live_view(self, enabled: dict, models: dict, topics: Topics, publisher: Publisher
+                   ) -> tuple[list[Component], list[Component]]:
         """Snapshots over MQTT and the web view, when configured (both off by default)."""
         cfg = self.cfg
-        parts: list[Component] = []
+        snapshots: list[Component] = []
+        view: list[Component] = []
         snapping = {name: cam for name, cam in enabled.items() if cam.snapshot.enabled}
         auth = cfg.web.auth
         try:
@@ -135,7 +140,7 @@ class Daemon:
             snapshotter = Snapshotter(self.sink, topics, snapping, publisher.last_frames)
             self.state.change_listeners.append(snapshotter.on_change)
             self.sink.add_connect_hook(snapshotter.republish)
-            parts.append(snapshotter)
+            snapshots.append(snapshotter)
         if cfg.web.enabled and self.metrics_server is not None:
             server = self.metrics_server
             host = split_listen(cfg.metrics.listen)[0]
@@ -143,8 +148,8 @@ class Daemon:
                                       self.state, password, lambda: (host, server.port))
             publisher.listeners.append(self.live_view.on_result)
             self.metrics_server.mounts.append((self.live_view.handles, self.live_view.app))
-            parts.append(self.live_view)
-        return parts
+            view.append(self.live_view)
+        return snapshots, view
 
     def start(self) -> None:
         """Start everything, or stop what started and raise EdgedError."""
