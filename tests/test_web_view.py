@@ -8,7 +8,6 @@ import base64
 import html.parser
 import http.client
 import json
-import os
 import shutil
 import signal
 import socket
@@ -362,4 +361,3 @@ def test_web_view_is_off_by_default(tmp_path, broker):
         assert b"edged live view" not in get(base + "/")[2]
     finally:
         daemon.stop()
-    assert os.environ.get("STATE_DIRECTORY")  # outbox in the test's own folder
