@@ -213,9 +213,11 @@ def test_page_in_headless_chromium_shows_labels_and_a_moving_image(served):
     # Text (numbers, labels) changes a few hundred pixels; a moving camera image thousands.
     changed = np.count_nonzero(np.abs(shots[0].astype(int) - shots[1].astype(int)).max(2) > 40)
     assert changed > 20_000, f"only {changed} pixels changed between screenshots"
-    # The pictures are on the page: many pixels far from the page's dark greys.
-    bright = np.count_nonzero(shots[1].max(2) > 150)
-    assert bright > 50_000, bright
+    # The pictures are on the page: text on flat colours renders in a few hundred distinct
+    # colours (measured: 241), camera pictures in thousands (5,000-10,000).
+    for shot in shots:
+        colours = len(np.unique(shot.reshape(-1, 3), axis=0))
+        assert colours > 2000, f"{colours} colours: no picture on the page?"
     if ROI is not None:  # the amber outline of line1's region of interest
         amber = np.all(np.abs(shots[1].astype(int) - ROI_COLOR) < 40, axis=2)
         assert np.count_nonzero(amber) > 500
@@ -305,7 +307,7 @@ def test_streams_end_when_the_daemon_stops(tmp_path, broker):
             done.set()
 
         threading.Thread(target=read, name="test-mjpeg-reader", daemon=True).start()
-        assert wait_until(lambda: len(got) >= 0 and daemon.live_view.streams == 1, 5)
+        assert wait_until(lambda: daemon.live_view.streams == 1, 5)
         t0 = time.monotonic()
         daemon.stop()
         stopped = True
