@@ -256,6 +256,24 @@ class SmoothingConfig(_Strict):
         return self
 
 
+class SnapshotConfig(_Strict):
+    enabled: bool = Field(
+        False, description="Publish a JPEG to {prefix}/{node_id}/{camera}/snapshot (retained) "
+        "when the state changes to one of `labels`.",
+    )
+    labels: list[str] = Field(
+        default_factory=list, description="States that trigger a snapshot; empty = every change."
+    )
+    roi_only: bool = Field(
+        False, description="Send only the region of interest (the camera's `roi`), if one is set."
+    )
+    max_bytes: int = Field(
+        256 * 1024, ge=4096, description="Largest JPEG sent; larger ones are re-encoded at lower "
+        "quality, then smaller size, until they fit.",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of snapshot messages.")
+
+
 class CameraConfig(_Strict):
     source: str | int = Field(
         ...,
@@ -335,6 +353,9 @@ class V4l2Config(_Strict):
     width: int | None = Field(None, gt=0, description="Width to ask the device for.")
     height: int | None = Field(None, gt=0, description="Height to ask the device for.")
     fps: float | None = Field(None, gt=0, description="Frame rate to ask the device for.")
+    snapshot: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="JPEG snapshots over MQTT on state changes."
+    )
 
 
 class MetricsConfig(_Strict):
@@ -346,6 +367,45 @@ class MetricsConfig(_Strict):
     def _listen(cls, v: str) -> str:
         split_listen(v)
         return v
+
+
+class WebAuthConfig(_Strict):
+    username: str = Field(..., min_length=1, description="User name for HTTP basic auth.")
+    password_file: str | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password."
+    )
+    password_credential: str | None = Field(
+        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> WebAuthConfig:
+        sources = [k for k in ("password_file", "password_env", "password_credential")
+                   if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of password_file, password_env, "
+                             "password_credential")
+        return self
+
+
+class WebConfig(_Strict):
+    enabled: bool = Field(
+        False, description="Serve the live view at / on the metrics listener (metrics.listen)."
+    )
+    auth: WebAuthConfig | None = Field(
+        None, description="HTTP basic auth for the live view; recommended beyond loopback."
+    )
+    stream_fps: float = Field(
+        5.0, gt=0, le=30, description="Most frames per second a viewer's stream gets."
+    )
+    max_width: int = Field(
+        640, ge=64, le=4096, description="Frames wider than this are scaled down for viewing."
+    )
+    max_streams: int = Field(
+        4, ge=1, le=64, description="Most MJPEG streams at once (each holds a thread)."
+    )
+    jpeg_quality: int = Field(75, ge=10, le=100, description="JPEG quality of the view.")
 
 
 class Config(_Strict):
@@ -361,6 +421,9 @@ class Config(_Strict):
     cameras: dict[Name, CameraConfig] = Field(..., description="Cameras by name.")
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Prometheus metrics listener."
+    )
+    web: WebConfig = Field(
+        default_factory=WebConfig, description="The live view page (off by default)."
     )
 
     @field_validator("node_id")
@@ -479,6 +542,18 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
                     error(("mqtt", "tls", key), f"file not found: {getattr(mqtt.tls, key)}")
     if mqtt.outbox.path is not None:
         mqtt.outbox.path = fix(mqtt.outbox.path)
+    if cfg.web.enabled and not cfg.metrics.enabled:
+        error(("web", "enabled"), "needs metrics.enabled: the live view is served on the "
+              "metrics listener")
+    for name, cam in cfg.cameras.items():
+        if cam.snapshot.enabled and not mqtt.state.enabled:
+            error(("cameras", name, "snapshot", "enabled"), "needs mqtt.state.enabled: "
+                  "snapshots follow state changes")
+    auth = cfg.web.auth
+    if auth is not None and auth.password_file is not None:
+        auth.password_file = fix(auth.password_file)
+        if not os.path.isfile(auth.password_file):
+            error(("web", "auth", "password_file"), f"file not found: {auth.password_file}")
     if errors:
         raise ConfigError([text for _, text in sorted(errors)])
     return cfg

@@ -29,7 +29,9 @@ from edged.runtime import find_runtime
 from edged.scheduler import Scheduler
 from edged.state import StateTracker
 from edged.sinks.mqtt import MqttSink
+from edged.snapshot import Snapshotter, check_snapshot_labels
 from edged.topics import Topics
+from edged.web import LiveView
 from edged.worker import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class Daemon:
         self._commands: CommandHandler | None = None
         self._camera_map: dict[str, Camera] = {}  # live view for the command handler
         self._model_map: dict[str, LoadedModel] = {}  # camera -> its model, likewise
+        self.live_view: LiveView | None = None
+        self._snapshotter: Snapshotter | None = None
 
     def _outbox(self, cfg: Config) -> Outbox | None:
         """The durable outbox for QoS>=1 results, unless disabled."""
@@ -111,6 +115,9 @@ class Daemon:
             self._homeassistant.attach()
         if self._commands is not None:
             self._commands.use_sink(sink, topics)
+        if self._snapshotter is not None:
+            self._snapshotter.use_sink(sink, topics)
+            sink.add_connect_hook(self._snapshotter.republish)
 
     def _build(self) -> list[Component]:
         cfg = self.cfg
@@ -155,6 +162,11 @@ class Daemon:
             components.append(self.metrics_server)
         self._sink_component = _SinkComponent(self.sink, cfg.mqtt.drain_timeout_s)
         components += [self._sink_component, publisher]
+        snapshots, view = self._live_view(enabled, models, topics, publisher)
+        # Snapshots start before and stop after the publisher: its last results may change a
+        # state. The view stops before the listener, ending its streams first.
+        components[-1:-1] = snapshots
+        components += view
         if self._commands is not None:
             components.append(self._commands)
         components += [*pools.values(), *self.cameras]
@@ -249,6 +261,39 @@ class Daemon:
         broker = "connected" if sink is not None and sink.connected else "disconnected"
         return status_line(up, len(self.cameras), self._rate.update(self.progress.total()),
                            broker, outbox)
+
+    def _live_view(self, enabled: dict, models: dict, topics: Topics, publisher: Publisher
+                   ) -> tuple[list[Component], list[Component]]:
+        """Snapshots over MQTT and the web view, when configured (both off by default)."""
+        cfg = self.cfg
+        snapshots: list[Component] = []
+        view: list[Component] = []
+        snapping = {name: cam for name, cam in enabled.items() if cam.snapshot.enabled}
+        auth = cfg.web.auth
+        try:
+            for name, cam in snapping.items():
+                check_snapshot_labels(name, cam, list(models[cam.model].labels))
+            password = (resolve_password(auth, section="web.auth")
+                        if cfg.web.enabled and auth is not None else None)
+        except EdgedError:
+            for camera in self.cameras:
+                camera.stop()
+            raise
+        if snapping and self.state is not None:
+            snapshotter = Snapshotter(self.sink, topics, snapping, publisher.last_frames)
+            self.state.change_listeners.append(snapshotter.on_change)
+            self.sink.add_connect_hook(snapshotter.republish)
+            self._snapshotter = snapshotter
+            snapshots.append(snapshotter)
+        if cfg.web.enabled and self.metrics_server is not None:
+            server = self.metrics_server
+            host = split_listen(cfg.metrics.listen)[0]
+            self.live_view = LiveView(cfg.web, cfg.node_id, self.cameras, self.metrics.registry,
+                                      self.state, password, lambda: (host, server.port))
+            publisher.listeners.append(self.live_view.on_result)
+            self.metrics_server.mounts.append((self.live_view.handles, self.live_view.app))
+            view.append(self.live_view)
+        return snapshots, view
 
     def start(self) -> None:
         """Start everything, or stop what started and raise EdgedError."""

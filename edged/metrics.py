@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable
+from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
@@ -114,7 +115,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class _Server(WSGIServer):
+class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
@@ -131,6 +132,8 @@ class MetricsServer:
         self._readiness = readiness  # -> {"ready": bool, "problems": [...], ...}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        # Other WSGI apps on this listener (e.g. the live view): (path predicate, app).
+        self.mounts: list[tuple[Callable[[str], bool], Callable]] = []
 
     def start(self) -> None:
         metrics_app = make_wsgi_app(self._metrics.registry)
@@ -146,6 +149,7 @@ class MetricsServer:
                 return [json.dumps(body).encode() + b"\n"]
             return metrics_app(environ, start_response)
 
+        app = self._mounted(app)
         cls = _Server6 if ":" in self._host else _Server
         self._server = make_server(self._host, self._port, app, server_class=cls,
                                    handler_class=_QuietHandler)
@@ -156,6 +160,15 @@ class MetricsServer:
     @property
     def port(self) -> int:
         return self._server.server_port if self._server else self._port
+
+    def _mounted(self, fallback: Callable) -> Callable:
+        def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI signature
+            path = environ.get("PATH_INFO") or "/"
+            for handles, mounted in self.mounts:
+                if handles(path):
+                    return mounted(environ, start_response)
+            return fallback(environ, start_response)
+        return app
 
     def stop(self) -> None:
         if self._server is not None:

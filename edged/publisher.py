@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from edged.metrics import Metrics
 from edged.sinks.base import Sink
+from edged.sources.base import Frame
 from edged.topics import Topics
 from edged.worker import Outcome
 
@@ -79,6 +80,9 @@ class Publisher:
     def use_sink(self, sink: Sink, topics: Topics, qos: int) -> None:
         """Publish to another sink from now on; call inside hold(). Lanes and seq are kept."""
         self._sink, self._topics, self._qos = sink, topics, qos
+        # The frame of each camera's newest result, set before the listeners run (so a
+        # state-change snapshot shows the very frame that changed the state).
+        self.last_frames: dict[str, Frame] = {}
 
     def submit(self, outcome: Outcome) -> None:
         """Called by workers; never blocks."""
@@ -133,6 +137,7 @@ class Publisher:
                            "result", camera=o.job.camera, seq=lane.seq,
                            model_sha256=getattr(o.model, "sha256", None))
         lane.seq += 1
+        self.last_frames[o.job.camera] = o.job.frame
         for listener in self.listeners:
             listener(o.job.camera, payload)
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - o.job.frame.mono)

@@ -36,6 +36,9 @@ class StateTracker:
         start = clock()
         self._since = {cam: start for cam in smoothing}
         self._seq: dict[str, int | None] = {cam: None for cam in smoothing}
+        # Called with (camera, new state, the result that changed it) on the publisher
+        # thread after each change; must be quick (e.g. snapshots hand off to their thread).
+        self.change_listeners: list[Callable[[str, str, dict], None]] = []
 
     def use_sink(self, sink: StateSink, topics: Topics) -> None:
         """Publish through another sink from now on (an MQTT reload)."""
@@ -74,6 +77,8 @@ class StateTracker:
         if changed:
             self._metrics.state_changes.labels(camera).inc()
             self.publish(camera)
+            for listener in self.change_listeners:
+                listener(camera, after, result)
 
     def publish(self, camera: str) -> bool:
         data = json.dumps(self.payload(camera), separators=(",", ":")).encode()

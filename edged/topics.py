@@ -20,6 +20,9 @@ class Topics:
     def state(self, camera: str) -> str:
         return f"{self.prefix}/{self.node_id}/{camera}/state"
 
+    def snapshot(self, camera: str) -> str:
+        return f"{self.prefix}/{self.node_id}/{camera}/snapshot"
+
     def command(self, camera: str, name: str) -> str:
         return f"{self.prefix}/{self.node_id}/{camera}/cmd/{name}"
 

@@ -22,6 +22,9 @@ done
 # systemd-analyze checks the units (verify, security --offline) in the tests; works without
 # systemd running as PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The live-view tests open the page in headless Chromium (and need a font to render text).
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
+[ -n "$(fc-list 2>/dev/null | head -n 1)" ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     echo "setup: please install these Debian packages first: sudo apt-get install ${need[*]}" >&2
