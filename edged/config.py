@@ -329,6 +329,9 @@ class CameraConfig(_Strict):
     v4l2: V4l2Config = Field(
         default_factory=lambda: V4l2Config(), description="V4L2 device settings."
     )
+    snapshot: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="JPEG snapshots over MQTT on state changes."
+    )
 
     @field_validator("roi")
     @classmethod
@@ -353,9 +356,6 @@ class V4l2Config(_Strict):
     width: int | None = Field(None, gt=0, description="Width to ask the device for.")
     height: int | None = Field(None, gt=0, description="Height to ask the device for.")
     fps: float | None = Field(None, gt=0, description="Frame rate to ask the device for.")
-    snapshot: SnapshotConfig = Field(
-        default_factory=SnapshotConfig, description="JPEG snapshots over MQTT on state changes."
-    )
 
 
 class MetricsConfig(_Strict):

@@ -70,6 +70,9 @@ class Publisher:
         # Called with (camera, result dict) after each result is handed over (e.g. state).
         self.listeners: list[Callable[[str, dict], None]] = []
         self._gate = threading.Lock()  # held while a result is handed to the sink
+        # The frame of each camera's newest result, set before the listeners run (so a
+        # state-change snapshot shows the very frame that changed the state).
+        self.last_frames: dict[str, Frame] = {}
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -80,9 +83,6 @@ class Publisher:
     def use_sink(self, sink: Sink, topics: Topics, qos: int) -> None:
         """Publish to another sink from now on; call inside hold(). Lanes and seq are kept."""
         self._sink, self._topics, self._qos = sink, topics, qos
-        # The frame of each camera's newest result, set before the listeners run (so a
-        # state-change snapshot shows the very frame that changed the state).
-        self.last_frames: dict[str, Frame] = {}
 
     def submit(self, outcome: Outcome) -> None:
         """Called by workers; never blocks."""
@@ -139,5 +139,8 @@ class Publisher:
         lane.seq += 1
         self.last_frames[o.job.camera] = o.job.frame
         for listener in self.listeners:
-            listener(o.job.camera, payload)
+            try:
+                listener(o.job.camera, payload)
+            except Exception:  # noqa: BLE001 - a listener's bug must not hold up later results
+                log.exception("publisher: result listener failed")
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - o.job.frame.mono)
