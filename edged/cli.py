@@ -82,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("-o", "--output-dir", default=".", help="folder to write to (default .)")
     pull.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress bar on stderr (default: on a terminal)")
+    bench = sub.add_parser("bench", help="measure this machine: invoke time per threads/workers, "
+                                         "end-to-end throughput, latency, memory")
+    bench.add_argument("--model", required=True, help="TFLite model file")
+    bench.add_argument("--labels", help="labels file (default: embedded or indices)")
+    bench.add_argument("--video", help="a video file for the end-to-end and latency runs")
+    bench.add_argument("--seconds", type=float, default=3.0, help="length of each invoke run")
+    bench.add_argument("--mean", type=_floats, help="normalization mean")
+    bench.add_argument("--std", type=_floats, help="normalization std")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -120,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
 
             setup_logging("warning")
             return run_inspect(args.model, args.json)
+        if args.command == "bench":
+            from edged.bench import format_report, report_json, run_bench
+            from edged.classify import _scalar_or_list
+            from edged.logs import setup_logging
+
+            setup_logging("warning")
+            if args.seconds <= 0:
+                raise EdgedError("--seconds must be positive")
+            report = run_bench(args.model, args.labels, args.video, args.seconds,
+                               _scalar_or_list(args.mean), _scalar_or_list(args.std),
+                               progress=sys.stderr.isatty())
+            print(report_json(report) if args.json else format_report(report))
+            return 0
         if args.command == "models":
             from edged.pull import run_models
 

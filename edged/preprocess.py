@@ -142,8 +142,47 @@ def check_frame(frame: object) -> np.ndarray:
     return frame
 
 
+class Scratch:
+    """One worker's buffers, so the common path allocates nothing per frame."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+        self._tables: dict[int, np.ndarray] = {}
+
+    def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[name] = np.empty(shape, np.uint8)
+        return buf
+
+    def table(self, lut: np.ndarray) -> np.ndarray:
+        """The LUT as cv2.LUT's 1 x 256 x C byte table (int8 as its bytes), made once."""
+        table = self._tables.get(id(lut))
+        if table is None:
+            table = np.ascontiguousarray(
+                lut.view(np.uint8).reshape(256, 1, lut.shape[1]).transpose(1, 0, 2))
+            self._tables = {id(lut): table}  # one model per worker: keep just the latest
+        return table
+
+
 def prepare(frame: np.ndarray, spec: InputSpec, lut: np.ndarray, out: np.ndarray,
-            mode: str = "stretch") -> None:
-    """The whole preprocessing of one BGR frame into `out` (H x W x C, the tensor's dtype)."""
-    resized = fit(check_frame(frame), spec.width, spec.height, mode)
+            mode: str = "stretch", scratch: Scratch | None = None) -> None:
+    """The whole preprocessing of one BGR frame into `out` (H x W x C, the tensor's dtype).
+
+    With `scratch`, the usual case (a BGR frame, stretch, an RGB model with a byte input) runs
+    in three native passes into reused buffers; the result is the same to the bit."""
+    frame = check_frame(frame)
+    if (scratch is not None and mode == "stretch" and frame.ndim == 3 and frame.shape[2] == 3
+            and spec.channels == 3 and lut.dtype.itemsize == 1):
+        size = (spec.height, spec.width, 3)
+        resized = frame
+        if frame.shape != size:
+            resized = scratch.buffer("resized", size)
+            cv2.resize(frame, (spec.width, spec.height), dst=resized,
+                       interpolation=cv2.INTER_LINEAR)
+        rgb = scratch.buffer("rgb", size)
+        cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=rgb)
+        cv2.LUT(rgb, scratch.table(lut), dst=out.view(np.uint8))
+        return
+    resized = fit(frame, spec.width, spec.height, mode)
     apply_lut(to_model_pixels(resized, spec.channels), lut, out)

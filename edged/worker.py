@@ -13,7 +13,7 @@ from edged.errors import ModelError
 from edged.metrics import Metrics
 from edged.model import LoadedModel
 from edged.postprocess import to_scores, top_k
-from edged.preprocess import prepare
+from edged.preprocess import Scratch, prepare
 from edged.ratelimit import EpisodeLog
 from edged.scheduler import Job, Scheduler
 
@@ -30,10 +30,11 @@ class Outcome:
     inference_s: float = 0.0
 
 
-def classify(backend: Backend, model: LoadedModel, image) -> tuple[list[tuple[int, float]], float]:  # noqa: ANN001
+def classify(backend: Backend, model: LoadedModel, image,  # noqa: ANN001
+             scratch: Scratch | None = None) -> tuple[list[tuple[int, float]], float]:
     """Preprocess straight into the input tensor, invoke, return (top-k, invoke seconds)."""
     buf = backend.input_buffer()
-    prepare(image, model.spec, model.lut, buf, model.resize)
+    prepare(image, model.spec, model.lut, buf, model.resize, scratch)
     del buf  # the runtime refuses to invoke while a view of its memory is alive
     t0 = time.perf_counter()
     backend.invoke()
@@ -83,6 +84,7 @@ class WorkerPool:
     def _run(self, backend: Backend) -> None:
         histogram = self._metrics.inference_seconds.labels(self.model.name,
                                                            self.model.backend_key)
+        scratch = Scratch()  # this thread's preprocessing buffers
         while True:
             job = self.scheduler.get(timeout=0.5)
             if job is None:
@@ -99,7 +101,7 @@ class WorkerPool:
                 self._deliver(Outcome(job, self.model, None))
                 continue
             try:
-                top, elapsed = classify(backend, self.model, job.frame.image)
+                top, elapsed = classify(backend, self.model, job.frame.image, scratch)
                 histogram.observe(elapsed)
                 self._metrics.frames_processed.labels(job.camera).inc()
                 self._episodes.recovered("model %s: inference works again", self.model.name)

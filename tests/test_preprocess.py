@@ -313,3 +313,27 @@ def test_prepare_rejects_bad_frame_without_writing():
     with pytest.raises(ValueError):
         prepare(np.zeros((10, 10, 2), dtype=np.uint8), spec, build_lut(spec, mean, std), out)
     assert (out == 7).all()
+
+
+@pytest.mark.parametrize("dtype,scale,zp,mean,std", [
+    (np.uint8, 0.0078125, 128, 127.5, 127.5), (np.int8, 1 / 255, -128, 0.0, 255.0)])
+@pytest.mark.parametrize("shape", [(480, 640, 3), (96, 96, 3), (37, 53, 3)])
+def test_prepare_with_scratch_is_bitwise_the_same_and_reuses_its_buffers(dtype, scale, zp,
+                                                                        mean, std, shape):
+    from edged.preprocess import Scratch
+
+    spec = InputSpec(height=96, width=96, channels=3, dtype=np.dtype(dtype), scale=scale,
+                     zero_point=zp)
+    lut = build_lut(spec, mean, std)
+    scratch = Scratch()
+    rng = np.random.default_rng(7)
+    seen = set()
+    for _ in range(3):
+        frame = rng.integers(0, 256, shape, dtype=np.uint8)
+        plain = np.empty((96, 96, 3), dtype)
+        fast = np.empty((96, 96, 3), dtype)
+        prepare(frame, spec, lut, plain)
+        prepare(frame, spec, lut, fast, scratch=scratch)
+        assert np.array_equal(plain, fast)
+        seen.add(id(scratch.buffer("rgb", (96, 96, 3))))
+    assert len(seen) == 1  # the same buffer every frame: nothing allocated per frame
