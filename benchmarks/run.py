@@ -30,8 +30,22 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (BENCH, LABELS, MODEL, ROOT, Broker, Collector, edged_cmd,  # noqa: E402
-                    free_port, machine, make_video, percentile, rss_mb, run, write_config)
+from common import (
+    BENCH,
+    LABELS,
+    MODEL,
+    ROOT,
+    Broker,
+    Collector,
+    edged_cmd,
+    free_port,
+    machine,
+    make_video,
+    percentile,
+    rss_mb,
+    run,
+    write_config,
+)
 
 
 def limit(workers: int, seconds: float = 5) -> tuple[float, float]:

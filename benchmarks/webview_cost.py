@@ -25,9 +25,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Broker, Collector, edged_cmd, free_port, machine  # noqa: E402
-
-import yaml  # noqa: E402
+import yaml
+from common import ROOT, Broker, Collector, edged_cmd, free_port, machine
 
 DEMO = ROOT / "models" / "demo"
 MODES = ("off", "on", "watched")

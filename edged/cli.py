@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from edged.daemon import Daemon
     from edged.logs import setup_logging
-
     from edged.notify import Notifier
 
     path = resolve_config_path(args.config)

@@ -27,9 +27,9 @@ from edged.publisher import Publisher
 from edged.reload import ConfigDiff, diff_configs
 from edged.runtime import find_runtime
 from edged.scheduler import Scheduler
-from edged.state import StateTracker
 from edged.sinks.mqtt import MqttSink
 from edged.snapshot import Snapshotter, check_snapshot_labels
+from edged.state import StateTracker
 from edged.topics import Topics
 from edged.web import LiveView
 from edged.worker import WorkerPool
@@ -182,7 +182,7 @@ class Daemon:
                           Scheduler(capacity=2 * cfg.models[model.name].workers),
                           self._deliver, self.metrics)
 
-    def _deliver(self, outcome) -> None:  # noqa: ANN001 - worker.Outcome
+    def _deliver(self, outcome) -> None:
         # Workers call this: their progress feeds the watchdog before the result is published.
         self.progress.processed(outcome.job.camera)
         assert self.publisher is not None
@@ -328,7 +328,7 @@ class Daemon:
             component = self._started.pop()
             try:
                 component.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the rest
+            except Exception:
                 log.exception("error while stopping %s", type(component).__name__)
 
     @property

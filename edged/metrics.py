@@ -111,7 +111,7 @@ class Metrics:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -138,7 +138,7 @@ class MetricsServer:
     def start(self) -> None:
         metrics_app = make_wsgi_app(self._metrics.registry)
 
-        def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI signature
+        def app(environ, start_response):
             if environ.get("PATH_INFO") == "/healthz":
                 start_response("200 OK", [("Content-Type", "text/plain")])
                 return [b"ok\n"]
@@ -162,7 +162,7 @@ class MetricsServer:
         return self._server.server_port if self._server else self._port
 
     def _mounted(self, fallback: Callable) -> Callable:
-        def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI signature
+        def app(environ, start_response):
             path = environ.get("PATH_INFO") or "/"
             for handles, mounted in self.mounts:
                 if handles(path):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edged.modelfile import _Corrupt, _read, _Table
 from edged.errors import ModelError
+from edged.modelfile import _Corrupt, _read, _Table
 
 # TensorType enum of schema.fbs -> numpy dtype name.
 TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",

@@ -11,8 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -110,7 +109,7 @@ class Publisher:
             try:
                 with self._gate:
                     self._accept(item)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - a bug in one result must not stop publishing
+            except Exception:
                 log.exception("publisher: result dropped")
 
     def _accept(self, o: Outcome) -> None:
@@ -126,7 +125,7 @@ class Publisher:
             if ready.job.frame.on_done is not None:  # e.g. move a hot-folder file to done/
                 try:
                     ready.job.frame.on_done()
-                except Exception:  # noqa: BLE001 - the result is out; only the tidy-up failed
+                except Exception:
                     log.exception("publisher: after-result action failed")
 
     def _emit(self, o: Outcome, lane: _Lane) -> None:
@@ -141,6 +140,6 @@ class Publisher:
         for listener in self.listeners:
             try:
                 listener(o.job.camera, payload)
-            except Exception:  # noqa: BLE001 - a listener's bug must not hold up later results
+            except Exception:
                 log.exception("publisher: result listener failed")
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - o.job.frame.mono)

@@ -130,7 +130,7 @@ def test_30fps_source_with_10fps_model_keeps_frames_fresh(tmp_path, broker, subs
     period = 0.1
     real_invoke = CpuBackend.invoke
 
-    def slow_invoke(self) -> None:  # noqa: ANN001
+    def slow_invoke(self) -> None:
         t0 = time.perf_counter()
         real_invoke(self)
         time.sleep(max(0.0, period - (time.perf_counter() - t0)))
@@ -215,7 +215,7 @@ def test_a_fast_camera_does_not_starve_a_slow_one(tmp_path, broker, subscriber, 
 
     real_invoke = CpuBackend.invoke
 
-    def slow_invoke(self) -> None:  # noqa: ANN001
+    def slow_invoke(self) -> None:
         t0 = time.perf_counter()
         real_invoke(self)
         time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0)))

@@ -17,10 +17,13 @@ from edged.config import ModelConfig
 from edged.errors import ModelError
 from edged.model import _output_index, load_model
 from edged.modelinfo import ModelInfo, TensorInfo, read_model_info
-from edged.postprocess import (looks_like_probabilities, output_kind_from_quantization, softmax,
-                               to_scores)
-from edged.preprocess import (InputSpec, build_lut, center_crop_box, fit, letterbox_box,
-                              prepare)
+from edged.postprocess import (
+    looks_like_probabilities,
+    output_kind_from_quantization,
+    softmax,
+    to_scores,
+)
+from edged.preprocess import InputSpec, build_lut, center_crop_box, fit, letterbox_box, prepare
 from edged.worker import classify
 from tests.conftest import edged, shared_or_skip
 

@@ -19,7 +19,6 @@ from edged.outbox import Outbox, outbox_path
 from tests.conftest import demo_config, edged, start_edged, write_config
 from tests.helpers.durable import DurableSubscriber, first_seen, persistent_broker
 
-
 # --- the store ---------------------------------------------------------------------------------
 
 def test_rows_come_back_in_order_and_seq_survives_reopen(tmp_path):
@@ -86,7 +85,7 @@ def test_outbox_that_cannot_be_created_is_one_clear_error(tmp_path, broker):
 
 # --- against a real broker ----------------------------------------------------------------------
 
-def _paced(port: int, **extra) -> dict:  # noqa: ANN003
+def _paced(port: int, **extra) -> dict:
     """The demo video looped at 20 results/s."""
     cfg = demo_config(port, loop=True, fps=20)
     cfg["mqtt"].update(extra)

@@ -7,7 +7,6 @@ import pytest
 
 from edged.postprocess import dequantize, softmax, top_k
 
-
 # --- dequantize ------------------------------------------------------------------------------
 
 

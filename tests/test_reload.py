@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import re
 import signal
-import time
 
 from edged.config import Config
 from edged.reload import diff_configs

@@ -6,8 +6,15 @@ import pytest
 
 from edged.config import SmoothingConfig, StateTopicConfig
 from edged.metrics import Metrics
-from edged.smoothing import (UNKNOWN, Smoother, ema_alpha, ema_state, ema_update,
-                             majority_state, vote)
+from edged.smoothing import (
+    UNKNOWN,
+    Smoother,
+    ema_alpha,
+    ema_state,
+    ema_update,
+    majority_state,
+    vote,
+)
 from edged.state import StateTracker
 from edged.topics import Topics
 from tests.helpers.schemas import validate
@@ -60,7 +67,7 @@ class _Sink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, int, bool]] = []
 
-    def publish_now(self, topic, payload, qos, retain, topic_class):  # noqa: ANN001, ANN201
+    def publish_now(self, topic, payload, qos, retain, topic_class):
         self.sent.append((topic, payload, qos, retain))
         return True
 

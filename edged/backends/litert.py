@@ -11,7 +11,6 @@ import gc
 import numpy as np
 
 from edged.backends.base import AcceleratorError, Backend
-from edged.backends.cpu import _first_line
 from edged.nativelog import quiet_native_stderr
 from edged.runtime import find_runtime
 
@@ -56,7 +55,7 @@ class LiteRtAcceleratorBackend(Backend):
                 self.fully_accelerated = bool(model.is_fully_accelerated())
                 self._model = model
                 return
-            except Exception as exc:  # noqa: BLE001 - LiteRT raises RuntimeError and others
+            except Exception as exc:
                 error = _litert_error(exc)
             gc.collect()  # its environment says goodbye on stderr when freed
         raise AcceleratorError(f"{self._name}: cannot start the {self.label}: {error}")

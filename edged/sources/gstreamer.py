@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edged.errors import SourceError
-from edged.sources.base import Source
+from edged.sources.capture import CaptureSource
 from edged.sources.failures import SourceFailure
 from edged.sources.url import redact
 
@@ -22,13 +22,9 @@ def opencv_has_gstreamer(build_information: str | None = None) -> bool:
     return re.search(r"^\s*GStreamer:\s*YES", info, re.MULTILINE) is not None
 
 
-class GStreamerSource(Source):
+class GStreamerSource(CaptureSource):
     key = "gstreamer"
     live = True
-
-    def __init__(self, cfg) -> None:  # noqa: ANN001
-        super().__init__(cfg)
-        self._cap: cv2.VideoCapture | None = None
 
     @classmethod
     def accepts(cls, source: str | int) -> bool:
@@ -60,12 +56,3 @@ class GStreamerSource(Source):
         if not ok or image is None:
             raise SourceFailure(f"{self.describe()}: the pipeline stopped", "ended")
         return image, None
-
-    @property
-    def fps(self) -> float:
-        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None

@@ -14,10 +14,9 @@ import re
 import socket
 import time
 
-import cv2
 import numpy as np
 
-from edged.sources.base import Source
+from edged.sources.capture import CaptureSource
 from edged.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
 from edged.sources.ffmpeg import open_ffmpeg, read_frame
 from edged.sources.url import credentials, host_port, redact, without_credentials
@@ -26,9 +25,9 @@ from edged.sources.url import credentials, host_port, redact, without_credential
 def _digest(user: str, password: str, method: str, uri: str, challenge: str) -> str:
     fields = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
     realm, nonce = fields.get("realm", ""), fields.get("nonce", "")
-    ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324 - RFC 2617
-    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()  # noqa: S324
-    response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()  # noqa: S324
+    ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
+    response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
     return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
             f'response="{response}"')
 
@@ -85,13 +84,9 @@ def probe_rtsp(url: str, timeout: float) -> tuple[str | None, str]:
     return kind, f"RTSP {code}"
 
 
-class RtspSource(Source):
+class RtspSource(CaptureSource):
     key = "rtsp"
     live = True
-
-    def __init__(self, cfg) -> None:  # noqa: ANN001
-        super().__init__(cfg)
-        self._cap: cv2.VideoCapture | None = None
 
     @classmethod
     def accepts(cls, source: str | int) -> bool:
@@ -125,16 +120,5 @@ class RtspSource(Source):
             self._fail("read failed", time.monotonic() - t0)
         return image, None
 
-    @property
-    def fps(self) -> float:
-        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
-
     def describe(self) -> str:
         return redact(str(self.cfg.source))
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-

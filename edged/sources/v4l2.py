@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from edged.config import V4l2Config
-from edged.sources.base import Source
+from edged.sources.capture import CaptureSource
 from edged.sources.failures import SourceFailure
 
 
@@ -40,13 +40,12 @@ def apply_settings(cap: cv2.VideoCapture, settings: V4l2Config, timeout_s: float
     return refused
 
 
-class V4l2Source(Source):
+class V4l2Source(CaptureSource):
     key = "v4l2"
     live = True
 
-    def __init__(self, cfg) -> None:  # noqa: ANN001
+    def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self._cap: cv2.VideoCapture | None = None
         self.refused: list[str] = []
 
     @classmethod
@@ -79,12 +78,3 @@ class V4l2Source(Source):
             raise SourceFailure(f"{self.describe()}: " + ("device unplugged" if gone else
                                 "no frame in time"), "not_found" if gone else "timeout")
         return image, None
-
-    @property
-    def fps(self) -> float:
-        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None

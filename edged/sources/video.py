@@ -9,15 +9,11 @@ import numpy as np
 
 from edged.config import is_path_source
 from edged.errors import SourceError
-from edged.sources.base import Source
+from edged.sources.capture import CaptureSource
 
 
-class VideoFileSource(Source):
+class VideoFileSource(CaptureSource):
     key = "video"
-
-    def __init__(self, cfg) -> None:  # noqa: ANN001
-        super().__init__(cfg)
-        self._cap: cv2.VideoCapture | None = None
 
     @classmethod
     def accepts(cls, source: str | int) -> bool:
@@ -45,12 +41,3 @@ class VideoFileSource(Source):
             if ok:
                 return image, None
         return None
-
-    @property
-    def fps(self) -> float:
-        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
