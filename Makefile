@@ -2,19 +2,17 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint clean install uninstall
+.PHONY: setup demo test clean install uninstall
 
 setup:
 	VENV=$(VENV) ./scripts/setup.sh
 
-demo: setup
+demo:  # the demo needs only the venv and mosquitto, not the test tools
+	VENV=$(VENV) EDGED_SETUP=demo ./scripts/setup.sh
 	$(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
-
-lint: setup
-	$(PY) -m ruff check edged tests scripts || true
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

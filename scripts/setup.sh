@@ -12,6 +12,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the TLS tests make a test CA
+# The rest is for the tests only; `make demo` (EDGED_SETUP=demo) needs just the broker.
+if [ "${EDGED_SETUP:-test}" != demo ]; then
 # The live-source tests run a real RTSP server (gst-rtsp-server through Debian's system Python,
 # which has python3-gi) that encodes JPEG frames to H.264 (x264enc is in plugins-ugly).
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
@@ -25,6 +27,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The live-view tests open the page in headless Chromium (and need a font to render text).
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ -n "$(fc-list 2>/dev/null | head -n 1)" ] || need+=(fonts-dejavu-core)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     echo "setup: please install these Debian packages first: sudo apt-get install ${need[*]}" >&2
@@ -49,7 +52,7 @@ fi
 # A second venv with tflite-runtime 2.14 (the last release; it needs numpy<2), so the tests can
 # check edged under that runtime too. Best effort: the tests that need it skip when it is absent.
 TFLITE_VENV=${TFLITE_VENV:-.venv-tflite}
-if [ "${EDGED_SKIP_TFLITE_VENV:-0}" != 1 ]; then
+if [ "${EDGED_SKIP_TFLITE_VENV:-0}" != 1 ] && [ "${EDGED_SETUP:-test}" != demo ]; then
   tstamp="$TFLITE_VENV/.edged-installed"
   if [ ! -f "$tstamp" ] || [ pyproject.toml -nt "$tstamp" ]; then
     if { [ -x "$TFLITE_VENV/bin/python" ] || python3 -m venv "$TFLITE_VENV"; } \
