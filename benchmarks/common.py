@@ -88,7 +88,7 @@ class Collector:
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
         now = time.time()
         with self._lock:
             self.arrivals.append((now, json.loads(msg.payload)))

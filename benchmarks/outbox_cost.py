@@ -23,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt
-import yaml
-from paho.mqtt.enums import CallbackAPIVersion
+import paho.mqtt.client as mqtt  # noqa: E402
+import yaml  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from edged.outbox import Outbox
-from tests.helpers.broker import Mosquitto
+from edged.outbox import Outbox  # noqa: E402
+from tests.helpers.broker import Mosquitto  # noqa: E402
 
 DEMO = ROOT / "models" / "demo"
 
@@ -47,7 +47,7 @@ def run_once(tmp: Path, port: int, video: str, outbox: bool, tag: str) -> tuple[
     arrivals: list[float] = []
     done = threading.Event()
 
-    def on_message(client, userdata, msg) -> None:
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
         if msg.topic.endswith("/result"):
             arrivals.append(time.perf_counter())
         elif msg.topic.endswith("/status") and json.loads(msg.payload)["state"] == "stopped":

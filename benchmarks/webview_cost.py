@@ -25,8 +25,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yaml
-from common import ROOT, Broker, Collector, edged_cmd, free_port, machine
+import yaml  # noqa: E402
+from common import ROOT, Broker, Collector, edged_cmd, free_port, machine  # noqa: E402
 
 DEMO = ROOT / "models" / "demo"
 MODES = ("off", "on", "watched")

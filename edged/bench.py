@@ -118,7 +118,7 @@ class _BenchDaemon(Daemon):
         super().__init__(cfg, CollectorRegistry())
         self._null = sink
 
-    def _make_sink(self, cfg: Config, topics: Topics):
+    def _make_sink(self, cfg: Config, topics: Topics):  # noqa: ANN202
         return self._null
 
 

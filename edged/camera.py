@@ -22,7 +22,7 @@ from edged.sources.url import redact
 log = logging.getLogger(__name__)
 
 
-def backoff_delays(initial: float, maximum: float, rng: random.Random):
+def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa: ANN201
     """Exponential backoff with full jitter in the upper half: initial, 2x, ... up to max."""
     delay = initial
     while True:
@@ -188,7 +188,7 @@ class Camera:
                         continue
                     last_accepted = now
                     self._submit(image, name)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: classify, back off, reopen
                 kind = kind_of(exc)
                 self._metrics.camera_up.labels(self.name).set(0)
                 self._metrics.source_errors.labels(self.name).inc()
@@ -208,7 +208,7 @@ class Camera:
     def _beat(self, busy_s: float = 0.0) -> None:
         self.alive_mono = time.monotonic() + busy_s
 
-    def _report_stream(self, src: Source, image) -> None:
+    def _report_stream(self, src: Source, image) -> None:  # noqa: ANN001
         height, width = image.shape[:2]
         fps = src.fps
         source = redact(src.describe())
@@ -218,7 +218,7 @@ class Camera:
             "kind": src.key, "source": source, "width": str(width),
             "height": str(height), "fps": f"{fps:.2f}"})
 
-    def _submit(self, image, name: str | None) -> None:
+    def _submit(self, image, name: str | None) -> None:  # noqa: ANN001
         now = time.monotonic()
         cfg = self.cfg
         if cfg.rotate or cfg.flip != "none" or cfg.roi is not None:

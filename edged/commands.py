@@ -75,7 +75,7 @@ def parse_request(payload: bytes) -> dict[str, Any]:
 
 
 class CommandHandler:
-    def __init__(self, sink, topics: Topics, cameras: Mapping[str, FrameSource],
+    def __init__(self, sink, topics: Topics, cameras: Mapping[str, FrameSource],  # noqa: ANN001
                  models: Mapping[str, LoadedModel], state: StateTracker | None,
                  metrics: Metrics) -> None:
         self._sink = sink  # MqttSink
@@ -89,7 +89,7 @@ class CommandHandler:
         self._backends: dict[str, Backend] = {}  # model name -> a backend of its own
         self._episodes = EpisodeLog(log)
 
-    def use_sink(self, sink, topics: Topics) -> None:
+    def use_sink(self, sink, topics: Topics) -> None:  # noqa: ANN001 - MqttSink
         """Answer through another sink (an MQTT reload); subscribes there once running."""
         self._sink, self._topics = sink, topics
         if self._thread is not None:
@@ -145,7 +145,7 @@ class CommandHandler:
                 return
             try:
                 self._handle(request)
-            except Exception:
+            except Exception:  # noqa: BLE001 - never let one request end the thread
                 log.exception("commands: request on %s/%s failed", request.camera, request.name)
 
     def _handle(self, req: Request) -> None:
@@ -191,7 +191,7 @@ class CommandHandler:
                 backend.start()
                 self._backends[model.name] = backend
             top, elapsed = classify(backend, model, frame.image)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the reply says why
             raise CommandError("failed", f"classification failed: {exc}") from None
         index, score = top[0]
         labels = model.labels

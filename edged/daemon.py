@@ -182,7 +182,7 @@ class Daemon:
                           Scheduler(capacity=2 * cfg.models[model.name].workers),
                           self._deliver, self.metrics)
 
-    def _deliver(self, outcome) -> None:
+    def _deliver(self, outcome) -> None:  # noqa: ANN001 - worker.Outcome
         # Workers call this: their progress feeds the watchdog before the result is published.
         self.progress.processed(outcome.job.camera)
         assert self.publisher is not None
@@ -328,7 +328,7 @@ class Daemon:
             component = self._started.pop()
             try:
                 component.stop()
-            except Exception:
+            except Exception:  # noqa: BLE001 - keep stopping the rest
                 log.exception("error while stopping %s", type(component).__name__)
 
     @property

@@ -49,7 +49,7 @@ def discovery_payload(topics: Topics, camera: str) -> dict:
 
 
 class HomeAssistant:
-    def __init__(self, sink, topics: Topics, cfg: HomeAssistantConfig,
+    def __init__(self, sink, topics: Topics, cfg: HomeAssistantConfig,  # noqa: ANN001
                  cameras: list[str]) -> None:
         self._sink = sink  # MqttSink
         self._topics = topics

@@ -111,7 +111,7 @@ class Metrics:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
 
 
@@ -138,7 +138,7 @@ class MetricsServer:
     def start(self) -> None:
         metrics_app = make_wsgi_app(self._metrics.registry)
 
-        def app(environ, start_response):
+        def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI signature
             if environ.get("PATH_INFO") == "/healthz":
                 start_response("200 OK", [("Content-Type", "text/plain")])
                 return [b"ok\n"]

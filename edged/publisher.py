@@ -109,7 +109,7 @@ class Publisher:
             try:
                 with self._gate:
                     self._accept(item)  # type: ignore[arg-type]
-            except Exception:
+            except Exception:  # noqa: BLE001 - a bug in one result must not stop publishing
                 log.exception("publisher: result dropped")
 
     def _accept(self, o: Outcome) -> None:
@@ -125,7 +125,7 @@ class Publisher:
             if ready.job.frame.on_done is not None:  # e.g. move a hot-folder file to done/
                 try:
                     ready.job.frame.on_done()
-                except Exception:
+                except Exception:  # noqa: BLE001 - the result is out; only the tidy-up failed
                     log.exception("publisher: after-result action failed")
 
     def _emit(self, o: Outcome, lane: _Lane) -> None:

@@ -47,7 +47,7 @@ class Snapshotter:
     than JPEGs can be made, older ones are superseded: the topic is retained, the newest
     counts) and each camera's last snapshot, sent again after every broker connect."""
 
-    def __init__(self, sink, topics: Topics, cameras: Mapping[str, CameraConfig],
+    def __init__(self, sink, topics: Topics, cameras: Mapping[str, CameraConfig],  # noqa: ANN001
                  frames: Mapping[str, Frame]) -> None:
         self._sink = sink  # MqttSink: publish_now, v5
         self._topics = topics
@@ -60,7 +60,7 @@ class Snapshotter:
         self._thread: threading.Thread | None = None
         self.superseded = 0  # changes replaced by a newer one before they were sent
 
-    def use_sink(self, sink, topics: Topics) -> None:
+    def use_sink(self, sink, topics: Topics) -> None:  # noqa: ANN001 - MqttSink
         """Publish through another sink from now on (an MQTT reload)."""
         self._sink, self._topics = sink, topics
 
@@ -112,7 +112,7 @@ class Snapshotter:
                 camera, item = self._pending.popitem()
             try:
                 self._send(camera, item)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one bad frame must not end snapshots
                 log.exception("snapshots: camera %s: snapshot failed", camera)
 
     def _send(self, camera: str, item: _Pending) -> None:

@@ -134,8 +134,8 @@ class LiveView:
     each camera's newest result. start()/stop() are the component lifecycle: stop() ends every
     stream within about one frame interval."""
 
-    def __init__(self, cfg: WebConfig, node_id: str, cameras: list, registry,
-                 state=None, password: str | None = None,
+    def __init__(self, cfg: WebConfig, node_id: str, cameras: list, registry,  # noqa: ANN001
+                 state=None, password: str | None = None,  # noqa: ANN001
                  listen: Callable[[], tuple[str, int]] = lambda: ("127.0.0.1", 0),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._cfg = cfg

@@ -30,7 +30,7 @@ class Outcome:
     inference_s: float = 0.0
 
 
-def classify(backend: Backend, model: LoadedModel, image,
+def classify(backend: Backend, model: LoadedModel, image,  # noqa: ANN001
              scratch: Scratch | None = None) -> tuple[list[tuple[int, float]], float]:
     """Preprocess straight into the input tensor, invoke, return (top-k, invoke seconds)."""
     buf = backend.input_buffer()
@@ -112,7 +112,7 @@ class WorkerPool:
             except ModelError as exc:
                 self._metrics.frames_dropped.labels(job.camera, "inference_error").inc()
                 self._episodes.failure("%s", exc)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one bad frame must not end the worker
                 self._metrics.frames_dropped.labels(job.camera, "inference_error").inc()
                 log.exception("camera %s: frame %d failed", job.camera, job.frame.index)
             self._deliver(Outcome(job, self.model, top, elapsed))

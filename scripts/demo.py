@@ -56,7 +56,7 @@ def main() -> int:
         results: dict[int, dict] = {}
         done = threading.Event()
 
-        def on_message(client, userdata, msg) -> None:
+        def on_message(client, userdata, msg) -> None:  # noqa: ANN001
             data = json.loads(msg.payload)
             if msg.topic.endswith("/status"):
                 print(f"{msg.topic} {data['state']}")

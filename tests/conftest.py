@@ -63,7 +63,7 @@ def demo_config(port: int, **camera: object) -> dict:
     }
 
 
-def edged(*args: str, **kwargs) -> subprocess.CompletedProcess:
+def edged(*args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
     """Run the edged CLI as a user would, capturing its output."""
     return subprocess.run([sys.executable, "-m", "edged", *args], capture_output=True,
                           text=True, timeout=kwargs.pop("timeout", 120), **kwargs)

@@ -34,7 +34,7 @@ def _paths():
     return str(models / EDGETPU), str(models / CPU_TWIN), str(models / "photos" / "cat.bmp")
 
 
-def _stderr_lines(proc) -> list[str]:
+def _stderr_lines(proc) -> list[str]:  # noqa: ANN001
     assert "Traceback" not in proc.stderr, proc.stderr
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
@@ -166,7 +166,7 @@ class FlakyAccelerator(CpuBackend):
     fail_after: int | None = None
     hang_s: float = 0.0
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self.calls = 0
 

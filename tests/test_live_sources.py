@@ -129,7 +129,7 @@ def test_30fps_source_with_10fps_model_keeps_frames_fresh(tmp_path, broker, subs
     period = 0.1
     real_invoke = CpuBackend.invoke
 
-    def slow_invoke(self) -> None:
+    def slow_invoke(self) -> None:  # noqa: ANN001
         t0 = time.perf_counter()
         real_invoke(self)
         time.sleep(max(0.0, period - (time.perf_counter() - t0)))

@@ -22,10 +22,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     cut_first_at: int | None = None  # drop the connection after this many bytes, once
     ranges: list[str | None] = []
 
-    def log_message(self, *args) -> None:
+    def log_message(self, *args) -> None:  # noqa: ANN002
         pass
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
         data = self.files.get(self.path)
         if data is None:
             self.send_error(404)

@@ -39,7 +39,7 @@ class Recorder:
         self.client.loop_start()
         assert self._subscribed.wait(5)
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
         with self._cond:
             self.messages.append(msg)
             self._cond.notify_all()
@@ -48,7 +48,7 @@ class Recorder:
         with self._cond:
             return [m for m in self.messages if m.topic.endswith(suffix)]
 
-    def wait_for(self, predicate, timeout: float = 20) -> bool:
+    def wait_for(self, predicate, timeout: float = 20) -> bool:  # noqa: ANN001
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate():
@@ -94,7 +94,7 @@ def daemon(tmp_path, broker):
     """Start edged with commands on (and more mqtt keys from the test); yield (proc, metrics port)."""
     procs = []
 
-    def run(**mqtt_keys):
+    def run(**mqtt_keys):  # noqa: ANN003, ANN202
         cfg = demo_config(broker.port, loop=True, realtime=True)
         cfg["mqtt"].update({"commands": {"enabled": True}, **mqtt_keys})
         port = free_port()
@@ -109,7 +109,7 @@ def daemon(tmp_path, broker):
             proc.send_signal(signal.SIGTERM)
             try:
                 _, err = proc.communicate(timeout=10)
-            except Exception:
+            except Exception:  # noqa: BLE001
                 proc.kill()
                 raise
             assert proc.returncode == 0, err

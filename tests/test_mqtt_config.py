@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.conftest import demo_config, edged, write_config
 
 
-def _check(tmp_path, **mqtt) -> str:
+def _check(tmp_path, **mqtt) -> str:  # noqa: ANN001, ANN003
     cfg = demo_config(1883)
     cfg["mqtt"].update(mqtt)
     proc = edged("check-config", "-c", str(write_config(tmp_path / "c.yaml", cfg)))

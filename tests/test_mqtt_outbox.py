@@ -85,7 +85,7 @@ def test_outbox_that_cannot_be_created_is_one_clear_error(tmp_path, broker):
 
 # --- against a real broker ----------------------------------------------------------------------
 
-def _paced(port: int, **extra) -> dict:
+def _paced(port: int, **extra) -> dict:  # noqa: ANN003
     """The demo video looped at 20 results/s."""
     cfg = demo_config(port, loop=True, fps=20)
     cfg["mqtt"].update(extra)

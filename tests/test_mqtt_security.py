@@ -18,7 +18,7 @@ def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _tls_config(port: int, pki, ca) -> dict:
+def _tls_config(port: int, pki, ca) -> dict:  # noqa: ANN001
     cfg = demo_config(port, loop=True, realtime=True)
     cfg["mqtt"]["tls"] = {"ca_file": str(ca), "cert_file": str(pki.client[0]),
                           "key_file": str(pki.client[1])}

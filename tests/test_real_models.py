@@ -27,7 +27,7 @@ MODELS = {
 }
 
 
-def _reference(model: str, labels: str, mean, std) -> dict[str, dict]:
+def _reference(model: str, labels: str, mean, std) -> dict[str, dict]:  # noqa: ANN001
     script = SHARED / "bench" / "reference.py"
     if not script.exists():
         pytest.skip(f"reference pipeline absent: {script}")

@@ -67,7 +67,7 @@ class _Sink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, int, bool]] = []
 
-    def publish_now(self, topic, payload, qos, retain, topic_class):
+    def publish_now(self, topic, payload, qos, retain, topic_class):  # noqa: ANN001, ANN201
         self.sent.append((topic, payload, qos, retain))
         return True
 

@@ -21,11 +21,11 @@ ROI = [40, 30, 240, 180] if "roi" in CameraConfig.model_fields else None
 class PropsSubscriber(Subscriber):
     """Also keeps each message's MQTT v5 properties."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self.props: list[tuple[str, dict]] = []
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
         p = getattr(msg, "properties", None)
         props = {"content_type": getattr(p, "ContentType", None),
                  **dict(getattr(p, "UserProperty", []) or [])}

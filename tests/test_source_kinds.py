@@ -439,7 +439,7 @@ def test_live_camera_survives_unexpected_errors_and_redacts_them(caplog):
         opens = 0
 
         @classmethod
-        def accepts(cls, source):
+        def accepts(cls, source):  # noqa: ANN001, ANN206
             return False
 
         def open(self) -> None:
@@ -447,7 +447,7 @@ def test_live_camera_survives_unexpected_errors_and_redacts_them(caplog):
             if Flaky.opens <= 2:
                 raise RuntimeError(f"library failed on {self.cfg.source}")
 
-        def read(self):
+        def read(self):  # noqa: ANN201
             time.sleep(0.01)
             return np.zeros((8, 8, 3), np.uint8), None
 

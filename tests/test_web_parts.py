@@ -145,7 +145,7 @@ def test_nobody_watching_means_no_encoding():
 # --- config errors: one line naming the key, no traceback --------------------------------
 
 
-def _check(tmp_path, cfg: dict) -> str:
+def _check(tmp_path, cfg: dict) -> str:  # noqa: ANN001
     proc = edged("check-config", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     return proc.stderr

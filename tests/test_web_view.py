@@ -137,7 +137,7 @@ class MjpegReader:
         self.conn.close()
 
 
-def wait_until(predicate, timeout: float) -> bool:
+def wait_until(predicate, timeout: float) -> bool:  # noqa: ANN001
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -282,7 +282,7 @@ def test_mjpeg_stream_valid_jpegs_capped_rate_and_stream_count(served):
     assert wait_until(lambda: status(port)["streams"] == 0, 5)
 
 
-def _in_process(tmp_path: Path, broker_port: int, **web) -> Daemon:
+def _in_process(tmp_path: Path, broker_port: int, **web) -> Daemon:  # noqa: ANN003
     cfg = demo_config(broker_port, loop=True, realtime=True)
     cfg["web"] = {"enabled": True, **web}
     return Daemon(load_config(write_config(tmp_path / "c.yaml", cfg)))

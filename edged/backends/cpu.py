@@ -42,12 +42,12 @@ class CpuBackend(Backend):
         self._in_index = interp.get_input_details()[0]["index"]
         self._out_index = interp.get_output_details()[self._output_index]["index"]
 
-    def _delegates(self, runtime) -> list:
+    def _delegates(self, runtime) -> list:  # noqa: ANN001 - the runtime's own types
         """Delegates to build the interpreter with; none on the CPU (XNNPACK is the default)."""
         return []
 
     @property
-    def interpreter(self):
+    def interpreter(self):  # noqa: ANN201 - the runtime's own type
         if self._interp is None:
             raise RuntimeError("backend not started")
         return self._interp
@@ -68,7 +68,7 @@ class CpuBackend(Backend):
         self._interp = None
 
 
-def _batch_of_one(interp) -> None:
+def _batch_of_one(interp) -> None:  # noqa: ANN001
     """A dynamic batch dimension (shape_signature[0] == -1) stored as another size: make it 1."""
     for detail in interp.get_input_details():
         shape, signature = list(detail["shape"]), list(detail.get("shape_signature", []))

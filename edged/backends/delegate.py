@@ -25,7 +25,7 @@ class DelegateBackend(CpuBackend):
     def label(self) -> str:
         return f"delegate {self._library}"
 
-    def _delegates(self, runtime) -> list:
+    def _delegates(self, runtime) -> list:  # noqa: ANN001
         if runtime.load_delegate is None:
             raise AcceleratorError(f"{runtime} cannot load delegates")
         error = ""
@@ -48,12 +48,12 @@ class DelegateBackend(CpuBackend):
             super().start()
         except AcceleratorError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a delegate that loads but cannot run the model
             raise AcceleratorError(str(exc)) from None
 
 
-def _mute_delegate_del(hook):
-    def mute(unraisable) -> None:
+def _mute_delegate_del(hook):  # noqa: ANN001, ANN202
+    def mute(unraisable) -> None:  # noqa: ANN001
         if not (isinstance(unraisable.exc_value, AttributeError)
                 and "Delegate" in repr(unraisable.object)):
             hook(unraisable)

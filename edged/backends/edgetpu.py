@@ -23,7 +23,7 @@ class EdgeTpuBackend(DelegateBackend):
     def label(self) -> str:
         return f"Edge TPU delegate ({self._library}{', ' + self._device if self._device else ''})"
 
-    def _delegates(self, runtime) -> list:
+    def _delegates(self, runtime) -> list:  # noqa: ANN001
         try:
             return super()._delegates(runtime)
         except AcceleratorError as exc:

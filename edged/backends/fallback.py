@@ -104,7 +104,7 @@ class _Invoker:
                 return
             try:
                 self._job()  # type: ignore[misc]
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 self._error = exc
             self._done.set()
 
@@ -216,7 +216,7 @@ class FallbackBackend(Backend):
             return
         except InvokeTimeout as exc:
             reason, detail = "invoke_timeout", f"{active.label}: {exc}"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any accelerator failure mid-run
             reason, detail = "invoke_failed", f"{active.label}: invoke failed: {exc}"
         frame = np.array(active.input_buffer(), copy=True)  # the frame in hand, to rerun
         self._fall_back(reason, detail)

@@ -55,7 +55,7 @@ class LiteRtAcceleratorBackend(Backend):
                 self.fully_accelerated = bool(model.is_fully_accelerated())
                 self._model = model
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - LiteRT raises RuntimeError and others
                 error = _litert_error(exc)
             gc.collect()  # its environment says goodbye on stderr when freed
         raise AcceleratorError(f"{self._name}: cannot start the {self.label}: {error}")

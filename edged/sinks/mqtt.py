@@ -42,7 +42,7 @@ def status_payload(state: str) -> bytes:
     return json.dumps({"state": state, "ts": round(time.time(), 3)}).encode()
 
 
-def tls_context(tls) -> ssl.SSLContext:
+def tls_context(tls) -> ssl.SSLContext:  # noqa: ANN001 - TlsConfig
     """Verification on (system or given CAs) unless `insecure`; client cert for mTLS."""
     try:
         ctx = ssl.create_default_context(cafile=tls.ca_file)
@@ -161,7 +161,7 @@ class MqttSink(Sink):
 
     # --- paho callbacks (paho's network thread) ----------------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
             self._episodes.failure("mqtt: broker %s:%d refused the connection: %s",
                                    self._cfg.host, self._cfg.port, reason_code)
@@ -176,7 +176,7 @@ class MqttSink(Sink):
         self._connected.set()
         self._metrics.mqtt_connected.set(1)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         was = self._connected.is_set()
         self._connected.clear()
         self._metrics.mqtt_connected.set(0)
@@ -185,7 +185,7 @@ class MqttSink(Sink):
             self._episodes.failure("mqtt: disconnected from %s:%d (%s); reconnecting",
                                    self._cfg.host, self._cfg.port, reason_code)
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client, userdata) -> None:  # noqa: ANN001
         # paho calls this inside its `except OSError`, so the cause is still at hand.
         exc = sys.exc_info()[1]
         why = f": {exc}" if exc is not None else ""
@@ -194,7 +194,7 @@ class MqttSink(Sink):
         self._episodes.failure("mqtt: cannot reach broker %s:%d%s; retrying", self._cfg.host,
                                self._cfg.port, why)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
         with self._lock:
             entry = self._pending.pop(mid, None)
             if entry is None:
@@ -216,12 +216,12 @@ class MqttSink(Sink):
         else:
             self._metrics.published.labels(topic_class).inc()
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
         for topic_filter, _, handler in self._subscriptions:
             if mqtt.topic_matches_sub(topic_filter, msg.topic):
                 try:
                     handler(msg)
-                except Exception:
+                except Exception:  # noqa: BLE001 - a bad message must not stop the client
                     log.exception("mqtt: handler for %s failed", msg.topic)
 
     # --- publishing --------------------------------------------------------------------------
@@ -313,7 +313,7 @@ class MqttSink(Sink):
                 with self._lock:
                     if not self._acked_rows and self._generation == greeted:
                         self._lock.wait(0.05 if hold_until else 0.2)
-            except Exception:
+            except Exception:  # noqa: BLE001 - e.g. a disk error: say so, keep trying
                 log.exception("mqtt: sender error; retrying")
                 self._stop.wait(1.0)
 

@@ -79,7 +79,7 @@ def open_ffmpeg(url: str, timeout_s: float, options: dict[str, str]) -> cv2.Vide
         _OPEN_ENV.release()
 
 
-def read_frame(cap: cv2.VideoCapture):
+def read_frame(cap: cv2.VideoCapture):  # noqa: ANN201
     """One decoded frame or None."""
     ok, image = cap.read()
     return image if ok and image is not None else None

@@ -32,7 +32,7 @@ Signature = tuple[int, int]  # (size, mtime_ns)
 class HotFolderSource(Source):
     key = "hotfolder"
 
-    def __init__(self, cfg, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg, clock: Callable[[], float] = time.monotonic) -> None:  # noqa: ANN001
         super().__init__(cfg)
         self._clock = clock
         self._folder = str(cfg.source)
@@ -89,7 +89,7 @@ class HotFolderSource(Source):
                 fresh.append(name)
         self._ready.extend(sorted(fresh))
 
-    def read(self):
+    def read(self):  # noqa: ANN201 - (image, name) | IDLE
         if not self._ready:
             self._scan()
             if not self._ready:

@@ -26,7 +26,7 @@ def list_images(source: str) -> list[str]:
 class ImageFolderSource(Source):
     key = "images"
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)
         self._files: list[str] = []
         self._pos = 0

@@ -29,7 +29,7 @@ class HttpSource(Source):
     key = "http"
     live = True
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)
         self._conn: http.client.HTTPConnection | None = None
         self._resp: http.client.HTTPResponse | None = None

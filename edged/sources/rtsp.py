@@ -25,9 +25,9 @@ from edged.sources.url import credentials, host_port, redact, without_credential
 def _digest(user: str, password: str, method: str, uri: str, challenge: str) -> str:
     fields = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
     realm, nonce = fields.get("realm", ""), fields.get("nonce", "")
-    ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
-    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
-    response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
+    ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324 - RFC 2617
+    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()  # noqa: S324
+    response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()  # noqa: S324
     return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
             f'response="{response}"')
 

@@ -44,7 +44,7 @@ class V4l2Source(CaptureSource):
     key = "v4l2"
     live = True
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)
         self.refused: list[str] = []
 

@@ -39,7 +39,7 @@ class DurableSubscriber:
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
         with self._cond:
             self.messages.append((msg.topic, json.loads(msg.payload)))
             self._cond.notify_all()
@@ -61,7 +61,7 @@ class DurableSubscriber:
         with self._cond:
             return [m for t, m in self.messages if t.endswith("/result")]
 
-    def wait_for(self, predicate, timeout: float) -> bool:
+    def wait_for(self, predicate, timeout: float) -> bool:  # noqa: ANN001
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate():

@@ -103,7 +103,7 @@ class MjpegServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 if owner.auth and self.headers.get("Authorization") != f"Basic {owner.auth}":
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="cam"')

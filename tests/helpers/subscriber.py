@@ -34,10 +34,10 @@ class Subscriber:
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
 
-    def _on_connect(self, client, userdata, flags, rc, props) -> None:
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:  # noqa: ANN001
         client.subscribe(self.topic, qos=1)
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
         with self._cond:
             self.messages.append(Message(msg.topic, msg.payload, bool(msg.retain)))
             self._cond.notify_all()
@@ -57,7 +57,7 @@ class Subscriber:
         with self._cond:
             return [m for m in self.messages if m.topic.endswith(suffix)]
 
-    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate():
