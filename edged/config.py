@@ -105,7 +105,23 @@ class HomeAssistantConfig(_Strict):
     )
 
 
-class MqttConfig(_Strict):
+class _PasswordSources(_Strict):
+    """Where a password comes from (never the config file itself); read by credentials.py."""
+
+    password_file: str | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password."
+    )
+    password_credential: str | None = Field(
+        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
+    )
+
+    def password_sources(self) -> list[str]:
+        return [k for k in ("password_file", "password_env", "password_credential")
+                if getattr(self, k) is not None]
+
+
+class MqttConfig(_PasswordSources):
     host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
     topic_prefix: str = Field("edged", min_length=1, description="First level of every topic.")
@@ -133,13 +149,6 @@ class MqttConfig(_Strict):
         default_factory=TopicClassConfig, description="The availability (status) topic."
     )
     username: str | None = Field(None, description="User name for the broker.")
-    password_file: str | None = Field(None, description="File holding the password.")
-    password_env: str | None = Field(
-        None, description="Environment variable holding the password."
-    )
-    password_credential: str | None = Field(
-        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
-    )
     tls: TlsConfig | None = Field(
         None, description="TLS to the broker; verification is on unless insecure: true."
     )
@@ -155,8 +164,7 @@ class MqttConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_password(self) -> MqttConfig:
-        sources = [k for k in ("password_file", "password_env", "password_credential")
-                   if getattr(self, k) is not None]
+        sources = self.password_sources()
         if len(sources) > 1:
             raise ValueError(f"give only one of {', '.join(sources)}")
         if sources and self.username is None:
@@ -377,21 +385,12 @@ class MetricsConfig(_Strict):
         return v
 
 
-class WebAuthConfig(_Strict):
+class WebAuthConfig(_PasswordSources):
     username: str = Field(..., min_length=1, description="User name for HTTP basic auth.")
-    password_file: str | None = Field(None, description="File holding the password.")
-    password_env: str | None = Field(
-        None, description="Environment variable holding the password."
-    )
-    password_credential: str | None = Field(
-        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
-    )
 
     @model_validator(mode="after")
     def _one_password(self) -> WebAuthConfig:
-        sources = [k for k in ("password_file", "password_env", "password_credential")
-                   if getattr(self, k) is not None]
-        if len(sources) != 1:
+        if len(self.password_sources()) != 1:
             raise ValueError("give exactly one of password_file, password_env, "
                              "password_credential")
         return self

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from tests.conftest import DEMO, demo_config, start_edged, write_config
 from tests.helpers.broker import free_port
 from tests.helpers.schemas import kind_of, validate
+from tests.helpers.subscriber import wait_on
 
 LABELS = (DEMO / "labels.txt").read_text().split()
 
@@ -49,14 +50,7 @@ class Recorder:
             return [m for m in self.messages if m.topic.endswith(suffix)]
 
     def wait_for(self, predicate, timeout: float = 20) -> bool:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-        return True
+        return wait_on(self._cond, predicate, timeout)
 
     def send(self, topic: str, payload: bytes, response_topic: str | None = None,
              correlation: bytes | None = None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,6 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.helpers.broker import Mosquitto
+from tests.helpers.subscriber import wait_on
 
 
 def persistent_broker(workdir: Path, port: int | None = None) -> Mosquitto:
@@ -62,14 +62,7 @@ class DurableSubscriber:
             return [m for t, m in self.messages if t.endswith("/result")]
 
     def wait_for(self, predicate, timeout: float) -> bool:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-        return True
+        return wait_on(self._cond, predicate, timeout)
 
 
 def first_seen(seqs: list[int]) -> list[int]:

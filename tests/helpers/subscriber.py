@@ -22,6 +22,18 @@ class Message:
         return json.loads(self.payload)
 
 
+def wait_on(cond: threading.Condition, predicate, timeout: float) -> bool:  # noqa: ANN001
+    """Wait (bounded) until predicate() holds, re-checking whenever `cond` is notified."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            cond.wait(min(left, 0.2))
+    return True
+
+
 class Subscriber:
     def __init__(self, port: int, topic: str = "#", client_id: str = "test-sub") -> None:
         self.port, self.topic = port, topic
@@ -58,11 +70,4 @@ class Subscriber:
             return [m for m in self.messages if m.topic.endswith(suffix)]
 
     def wait_for(self, predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-        return True
+        return wait_on(self._cond, predicate, timeout)
