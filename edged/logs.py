@@ -11,9 +11,9 @@ import sys
 import time
 
 from edged.ratelimit import RepeatFilter
+from edged.sources.url import redact as redact_url
 
-# scheme://user:secret@host -> scheme://***@host; password=..., "password": "...", token ...
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+# password=..., "password": "...", token ... (URL credentials: sources.url.redact)
 _SECRET_VALUES = re.compile(
     r"""(?i)(["']?\b(?:password|passwd|pass|secret|token|api_key|apikey)\b["']?\s*[:=]\s*)"""
     r"""(["'])?([^\s"',;}]+)(["'])?""")
@@ -21,7 +21,7 @@ _SECRET_VALUES = re.compile(
 
 def redact(text: str) -> str:
     """Remove credentials from a log line."""
-    text = _URL_CREDENTIALS.sub("***@", text)
+    text = redact_url(text)
     return _SECRET_VALUES.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}***{m.group(4) or ''}",
                               text)
 
