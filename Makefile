@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test clean install uninstall
+.PHONY: setup demo test test-unit clean install uninstall
 
 setup:
 	VENV=$(VENV) ./scripts/setup.sh
@@ -13,6 +13,9 @@ demo:  # the demo needs only the venv and mosquitto, not the test tools
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup  # the fast tier: tests/unit only
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import yaml  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from edged.outbox import Outbox  # noqa: E402
+from edged.mqtt.outbox import Outbox  # noqa: E402
 from tests.helpers.broker import Mosquitto  # noqa: E402
 
 DEMO = ROOT / "models" / "demo"

@@ -65,7 +65,7 @@ def cpu_ceiling(video: Path) -> dict:
     """Per-frame CPU time of decode, preprocess and invoke, each measured alone."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edged.preprocess import InputSpec, build_lut, prepare
+    from edged.inference.preprocess import InputSpec, build_lut, prepare
 
     cap = cv2.VideoCapture(str(video))
     frames, t0 = [], time.process_time()

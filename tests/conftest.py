@@ -72,3 +72,18 @@ def edged(*args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
 def start_edged(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edged", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+_TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by folder: tests/unit -> unit, tests/integration -> integration, ..."""
+    base = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            tier = Path(str(item.fspath)).resolve().relative_to(base).parts[0]
+        except ValueError:
+            continue
+        if tier in _TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

@@ -1,0 +1,1 @@
+"""The daemon's wiring: build, lifecycle, the camera set, health, reload."""

@@ -1,0 +1,1 @@
+"""Capture: cameras, their region of interest, and the frame sources (sources/)."""

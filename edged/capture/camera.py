@@ -1,0 +1,244 @@
+"""One camera: a named capture thread feeding its model's scheduler."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+from edged.config import CameraConfig
+from edged.errors import SourceError
+from edged.capture.roi import view
+from edged.service.metrics import Metrics
+from edged.service.ratelimit import EpisodeLog
+from edged.inference.scheduler import Scheduler
+from edged.capture.sources import Frame, Source, make_source
+from edged.capture.sources.base import IDLE
+from edged.capture.sources.failures import KINDS, kind_of
+from edged.capture.sources.url import redact
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa: ANN201
+    """Exponential backoff with full jitter in the upper half: initial, 2x, ... up to max."""
+    delay = initial
+    while True:
+        yield delay * (0.5 + 0.5 * rng.random())
+        delay = min(delay * 2, maximum)
+
+
+class Camera:
+    def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics,
+                 tickets: Iterator[int] | None = None) -> None:
+        self.name = name
+        self._tickets = tickets  # publish-order numbers, kept across reloads
+        self.cfg = cfg
+        self._scheduler = scheduler
+        self._metrics = metrics
+        self._stop = threading.Event()
+        self.finished = threading.Event()  # set when a finite source has ended
+        self._thread: threading.Thread | None = None
+        self._source: Source | None = None
+        self._index = 0
+        self._episodes = EpisodeLog(log)
+        self.last_frame_mono = 0.0
+        # When the capture thread last showed life (or, while it sleeps through a backoff,
+        # when it will again): the watchdog tells a wedged thread from a camera being retried.
+        self.alive_mono = 0.0
+        self.last_frame: Frame | None = None  # the newest frame, for on-demand commands
+
+    @property
+    def live(self) -> bool:
+        return self._source is not None and self._source.live
+
+    @property
+    def policy(self) -> str:
+        if self.cfg.policy:
+            return self.cfg.policy
+        return "latest" if (self.live or self.cfg.realtime) else "every"
+
+    def open(self) -> None:
+        """Choose the source kind and open finite sources now, so a file that cannot be read
+        stops the daemon before anything else starts. Live sources open in the thread."""
+        self._source = make_source(self.cfg)
+        self._source.check()
+        if not self._source.live:
+            self._source.open()
+            log.info("camera %s: %s (%s, %.1f fps)", self.name, self._source.describe(),
+                     self._source.key, self._source.fps)
+
+    def start(self) -> None:
+        if self._source is None:
+            self.open()
+        self._scheduler.add_camera(self.name, self.policy, self._tickets,
+                                   max_age_s=self.cfg.max_age_ms / 1000)
+        for reason in ("replaced", "fps", "decode", "stale", "bad_frame"):
+            self._metrics.frames_dropped.labels(self.name, reason)
+        self._metrics.frames_captured.labels(self.name)
+        for kind in KINDS:  # so dashboards see 0, not "no data", before the first failure
+            self._metrics.camera_reconnects.labels(self.name, kind)
+            self._metrics.source_failures.labels(self.name, kind)
+        started = time.monotonic()
+        self._metrics.last_frame_age.labels(self.name).set_function(
+            lambda: time.monotonic() - (self.last_frame_mono or started))
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
+        self._thread.start()
+
+    def use_scheduler(self, scheduler: Scheduler) -> None:
+        """Feed another model's workers from the next frame on (a reload swapped the model)."""
+        scheduler.add_camera(self.name, self.policy, self._tickets)
+        self._scheduler = scheduler
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("camera %s: capture thread did not stop within %.1fs", self.name,
+                            timeout)
+                # It is inside a read bounded by timeout_s; closing the capture under it could
+                # crash the decoder. The thread closes its source itself when the read returns.
+                self._thread = None
+                return
+            self._thread = None
+        if self._source is not None:
+            self._source.close()
+
+    def _run(self) -> None:
+        try:
+            if self.live:
+                self._run_live()
+            else:
+                self._run_finite()
+        except Exception:  # a bug must not pass silently, nor kill the daemon unseen
+            log.exception("camera %s: capture failed", self.name)
+        finally:
+            self._metrics.camera_up.labels(self.name).set(0)
+            self.finished.set()
+
+    def _run_finite(self) -> None:
+        src = self._source
+        assert src is not None
+        interval = 0.0
+        if self.cfg.realtime and src.fps > 0:
+            interval = 1.0 / src.fps
+        if self.cfg.fps > 0:
+            interval = max(interval, 1.0 / self.cfg.fps)
+        self._metrics.camera_up.labels(self.name).set(1)
+        due = time.monotonic()
+        while not self._stop.is_set():
+            self._beat()
+            try:
+                item = src.read()
+            except SourceError as exc:
+                self._metrics.frames_dropped.labels(self.name, "decode").inc()
+                self._episodes.failure("camera %s: %s", self.name, exc)
+                self._index += 1
+                continue
+            if item is IDLE:  # a hot folder with nothing new yet
+                continue
+            if item is None:
+                log.info("camera %s: end of source after %d frames", self.name, self._index)
+                return
+            if self._index == 0:
+                self._report_stream(src, item[0])
+            if interval:
+                # Pace like a camera; after a stall, restart the clock instead of bursting.
+                due = max(due + interval, time.monotonic() - interval)
+                self._beat(max(0.0, due - time.monotonic()))
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+            self._submit(*item)
+
+    def _run_live(self) -> None:
+        """Open, drain the stream into the scheduler, and on any failure close, classify,
+        back off (with jitter) and reopen, forever. One thread, one source object: nothing
+        accumulates across reconnects."""
+        src = self._source
+        assert src is not None
+        min_gap = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
+        last_accepted = -1e9
+        delays = backoff_delays(self.cfg.reconnect.initial_s, self.cfg.reconnect.max_s,
+                                random.Random())
+        while not self._stop.is_set():
+            try:
+                self._beat()
+                src.open()
+                shape = None
+                while not self._stop.is_set():
+                    image, name = src.read()  # type: ignore[misc]
+                    self._beat()
+                    if image.shape != shape:  # first frame after (re)open, or a new size
+                        if shape is None:
+                            delays = backoff_delays(self.cfg.reconnect.initial_s,
+                                                    self.cfg.reconnect.max_s, random.Random())
+                            self._metrics.camera_up.labels(self.name).set(1)
+                            self._episodes.recovered("camera %s: source is back", self.name)
+                        shape = image.shape
+                        self._report_stream(src, image)
+                    now = time.monotonic()
+                    if now - last_accepted < min_gap:
+                        self._index += 1
+                        self.last_frame_mono = now
+                        self._metrics.frames_captured.labels(self.name).inc()
+                        self._metrics.frames_dropped.labels(self.name, "fps").inc()
+                        continue
+                    last_accepted = now
+                    self._submit(image, name)
+            except Exception as exc:  # noqa: BLE001 - any failure: classify, back off, reopen
+                kind = kind_of(exc)
+                self._metrics.camera_up.labels(self.name).set(0)
+                self._metrics.source_errors.labels(self.name).inc()
+                self._metrics.source_failures.labels(self.name, kind).inc()
+                self._metrics.camera_reconnects.labels(self.name, kind).inc()
+                src.close()
+                delay = next(delays)
+                # Sources build messages from describe(); redact() again for foreign errors.
+                reason = str(exc) if isinstance(exc, SourceError) else (
+                    f"{self._source.describe()}: {type(exc).__name__}: {exc}")
+                self._episodes.failure("camera %s: %s [%s]; retrying in %.1fs", self.name,
+                                       redact(reason), kind, delay)
+                self._beat(delay)
+                self._stop.wait(delay)
+        src.close()
+
+    def _beat(self, busy_s: float = 0.0) -> None:
+        self.alive_mono = time.monotonic() + busy_s
+
+    def _report_stream(self, src: Source, image) -> None:  # noqa: ANN001
+        height, width = image.shape[:2]
+        fps = src.fps
+        source = redact(src.describe())
+        log.info("camera %s: %s up: %dx%d at %.1f fps (%s)", self.name, source, width,
+                 height, fps, src.key)
+        self._metrics.stream_info.labels(self.name).info({
+            "kind": src.key, "source": source, "width": str(width),
+            "height": str(height), "fps": f"{fps:.2f}"})
+
+    def _submit(self, image, name: str | None) -> None:  # noqa: ANN001
+        now = time.monotonic()
+        cfg = self.cfg
+        if cfg.rotate or cfg.flip != "none" or cfg.roi is not None:
+            try:
+                image = view(image, cfg.rotate, cfg.flip, cfg.roi)
+            except ValueError as exc:
+                self._index += 1
+                self.last_frame_mono = now
+                self._metrics.frames_captured.labels(self.name).inc()
+                self._metrics.frames_dropped.labels(self.name, "bad_frame").inc()
+                self._episodes.failure("camera %s: %s", self.name, exc)
+                return
+        done = getattr(self._source, "done", None)
+        on_done = (lambda: done(name)) if done is not None and name is not None else None
+        frame = Frame(image=image, index=self._index, ts=time.time(), mono=now, name=name,
+                      on_done=on_done)
+        self._index += 1
+        self.last_frame_mono = now
+        self.last_frame = frame
+        self._metrics.frames_captured.labels(self.name).inc()
+        replaced = self._scheduler.put(self.name, frame, self._stop.is_set)
+        if replaced is not None and replaced is not frame:
+            self._metrics.frames_dropped.labels(self.name, "replaced").inc()

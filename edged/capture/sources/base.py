@@ -1,0 +1,107 @@
+"""The Source seam: something that yields frames, opened and closed by its camera."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from edged.config import CameraConfig
+from edged.errors import SourceError
+from edged.capture.sources.url import redact
+
+SOURCES: dict[str, type[Source]] = {}
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR (or gray) uint8, as decoded
+    index: int  # position in its source, from 0
+    ts: float  # capture wall time, epoch seconds
+    mono: float  # capture time on the monotonic clock (for ages and latency)
+    name: str | None = None  # file name, for image folders
+    on_done: Callable[[], None] | None = None  # called once its result is handed on
+
+
+class _Idle:
+    """What read() returns when a source that waits (a hot folder) has nothing yet."""
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+IDLE = _Idle()
+
+
+class Source(ABC):
+    """A frame source. `open()` and `read()` raise SourceError; `close()` is idempotent."""
+
+    key: ClassVar[str]
+    live: ClassVar[bool] = False  # live sources are reopened on failure and drop stale frames
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "key", None):
+            SOURCES[cls.key] = cls
+
+    def __init__(self, cfg: CameraConfig) -> None:
+        self.cfg = cfg
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, source: str | int) -> bool:
+        """Whether this kind handles the configured `source` value."""
+
+    def check(self) -> None:
+        """Raise SourceError if this kind can never work here (checked once, at start)."""
+
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray, str | None] | None:
+        """The next image and its file name (or None); None at the end of a finite source."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    def fps(self) -> float:
+        """The source's own frame rate, 0 when unknown."""
+        return 0.0
+
+    def describe(self) -> str:
+        """The source for log lines (credentials removed)."""
+        return redact(str(self.cfg.source))
+
+
+# Which kind handles a `source` when no `type` is given: the first that accepts it.
+_ORDER = ("rtsp", "http", "v4l2", "gstreamer", "images", "video")
+
+
+def make_source(cfg: CameraConfig) -> Source:
+    # Importing the implementations registers them; kept out of package import.
+    from edged.capture.sources import (  # noqa: F401
+        gstreamer,
+        hotfolder,
+        images,
+        mjpeg,
+        rtsp,
+        v4l2,
+        video,
+    )
+
+    if cfg.type is not None:
+        key = cfg.type
+    else:
+        key = next((k for k in _ORDER if SOURCES[k].accepts(cfg.source)), "")
+        if not key:
+            raise SourceError(f"no source kind handles {cfg.source!r}")
+    if cfg.watch:
+        if key != "images" or not isinstance(cfg.source, str):
+            raise SourceError("watch: true needs an image folder as source")
+        key = "hotfolder"
+    return SOURCES[key](cfg)

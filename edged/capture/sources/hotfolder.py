@@ -1,0 +1,132 @@
+"""A hot folder: images dropped into a folder while edged runs, each read once.
+
+QC stations write one image per part into a folder. The folder is polled (os.scandir, cheap
+and works on network shares where inotify does not); a file is read only once its size and
+modification time have stayed the same for `settle_s`, so a half-written file is never read
+(writers that write `.name.jpg` or `name.jpg.part` and rename are picked up at the rename, as
+hidden and non-image names are ignored). With `done_dir`, each file is moved there once its
+result has been handed to MQTT; without it, files stay and are remembered as read for as long
+as they stay in the folder (a file rewritten under the same name is read again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from edged.capture.sources.base import IDLE, Source
+from edged.capture.sources.failures import SourceFailure
+from edged.capture.sources.images import IMAGE_EXTENSIONS
+
+_POLL_S = 0.1
+
+Signature = tuple[int, int]  # (size, mtime_ns)
+
+
+class HotFolderSource(Source):
+    key = "hotfolder"
+
+    def __init__(self, cfg, clock: Callable[[], float] = time.monotonic) -> None:  # noqa: ANN001
+        super().__init__(cfg)
+        self._clock = clock
+        self._folder = str(cfg.source)
+        self._done_dir: str | None = None
+        self._seen: dict[str, Signature] = {}  # read; only names still in the folder
+        self._settling: dict[str, tuple[Signature, float]] = {}  # signature, since when
+        self._ready: list[str] = []
+        self._lock = threading.Lock()  # done() runs on the publisher's thread
+
+    @classmethod
+    def accepts(cls, source: str | int) -> bool:
+        return isinstance(source, str) and os.path.isdir(source)
+
+    def open(self) -> None:
+        if not os.path.isdir(self._folder):
+            raise SourceFailure(f"{self._folder}: no such folder to watch", "not_found")
+        if self.cfg.done_dir is not None:
+            done = self.cfg.done_dir
+            self._done_dir = done if os.path.isabs(done) else os.path.join(self._folder, done)
+            try:
+                os.makedirs(self._done_dir, exist_ok=True)
+            except OSError as exc:
+                raise SourceFailure(f"done_dir {self._done_dir}: cannot create: "
+                                    f"{exc.strerror or exc}", "error") from None
+
+    def _scan(self) -> None:
+        now = self._clock()
+        present: dict[str, Signature] = {}
+        with os.scandir(self._folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                try:
+                    if not entry.is_file():
+                        continue
+                    st = entry.stat()
+                except OSError:  # removed while listing
+                    continue
+                present[name] = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            self._seen = {n: s for n, s in self._seen.items() if n in present}
+        self._settling = {n: v for n, v in self._settling.items() if n in present}
+        queued = set(self._ready)
+        fresh = []
+        for name, sig in present.items():
+            if name in queued or self._seen.get(name) == sig:
+                continue
+            old = self._settling.get(name)
+            if old is None or old[0] != sig:
+                self._settling[name] = (sig, now)
+            elif now - old[1] >= self.cfg.settle_s and sig[0] > 0:
+                del self._settling[name]
+                fresh.append(name)
+        self._ready.extend(sorted(fresh))
+
+    def read(self):  # noqa: ANN201 - (image, name) | IDLE
+        if not self._ready:
+            self._scan()
+            if not self._ready:
+                time.sleep(_POLL_S)
+                return IDLE
+        name = self._ready.pop(0)
+        path = os.path.join(self._folder, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return IDLE  # gone before it was read
+        with self._lock:
+            self._seen[name] = (st.st_size, st.st_mtime_ns)
+        image: np.ndarray | None = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceFailure(f"{path}: cannot decode image", "decode")
+        return image, name
+
+    @property
+    def moves_done(self) -> bool:
+        return self._done_dir is not None
+
+    def done(self, name: str) -> None:
+        """The file's result was handed on: move it to done_dir (if set)."""
+        if self._done_dir is None:
+            return
+        src = os.path.join(self._folder, name)
+        try:
+            shutil.move(src, os.path.join(self._done_dir, name))
+        except OSError:
+            return  # gone or unmovable: it stays remembered while it stays in the folder
+        with self._lock:
+            self._seen.pop(name, None)
+
+    def describe(self) -> str:
+        return f"{self._folder} (watched)"
+
+    def close(self) -> None:
+        self._ready = []
+        self._settling = {}

@@ -1,0 +1,209 @@
+"""HTTP(S) cameras: an MJPEG stream (multipart/x-mixed-replace) or a JPEG snapshot URL.
+
+Read with the standard library instead of FFmpeg so that every failure has its reason: the
+HTTP status (401 -> auth, 404 -> not_found), socket errors (refused -> unreachable), and a
+per-frame deadline of `timeout_s` that also catches a server that keeps the connection open
+but stops sending frames. Any other content type (an MP4 or HLS stream) goes to FFmpeg.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ssl
+import time
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+
+from edged.capture.sources.base import Source
+from edged.capture.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
+from edged.capture.sources.ffmpeg import open_ffmpeg, read_frame
+from edged.capture.sources.url import credentials, redact
+
+_MAX_PART = 32 * 1024 * 1024  # a JPEG larger than this is not a camera frame
+
+
+class HttpSource(Source):
+    key = "http"
+    live = True
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001
+        super().__init__(cfg)
+        self._conn: http.client.HTTPConnection | None = None
+        self._resp: http.client.HTTPResponse | None = None
+        self._boundary: bytes | None = None
+        self._snapshot = False
+        self._cap: cv2.VideoCapture | None = None
+        self._pending: np.ndarray | None = None  # a snapshot fetched by open()
+        self._in_part = False  # the boundary line of the next part was already consumed
+
+    @classmethod
+    def accepts(cls, source: str | int) -> bool:
+        return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+    def describe(self) -> str:
+        return redact(str(self.cfg.source))
+
+    def _request(self) -> http.client.HTTPResponse:
+        url = str(self.cfg.source)
+        parts = urlsplit(url)
+        timeout = self.cfg.timeout_s
+        if parts.scheme.lower() == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=timeout,
+                context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        headers = {"User-Agent": "edged", "Accept": "*/*"}
+        user, password = credentials(url)
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        self._conn = conn
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise SourceFailure(f"{self.describe()}: cannot connect: {describe_os_error(exc)}",
+                                kind_of(exc)) from None
+        kind = status_kind(resp.status)
+        if kind is not None:
+            self.close()
+            what = "credentials refused" if kind == "auth" and user else resp.reason
+            raise SourceFailure(f"{self.describe()}: HTTP {resp.status} {what}", kind)
+        return resp
+
+    def open(self) -> None:
+        resp = self._request()
+        ctype = resp.getheader("Content-Type", "")
+        if ctype.lower().startswith("multipart/"):
+            boundary = ""
+            for param in ctype.split(";")[1:]:
+                name, _, value = param.strip().partition("=")
+                if name.lower() == "boundary":
+                    boundary = value.strip('"')
+            if not boundary:
+                self.close()
+                raise SourceFailure(f"{self.describe()}: multipart stream without a boundary",
+                                    "decode")
+            self._boundary = b"--" + boundary.removeprefix("--").encode()
+            self._resp = resp
+        elif ctype.lower().startswith("image/"):
+            self._snapshot = True
+            self._pending = self._decode(resp.read())
+            self.close_connection()
+        else:
+            # Not MJPEG: a video over HTTP; FFmpeg can demux it.
+            self.close()
+            cap = open_ffmpeg(str(self.cfg.source), self.cfg.timeout_s, {})
+            if not cap.isOpened():
+                cap.release()
+                raise SourceFailure(f"{self.describe()}: cannot decode content type "
+                                    f"{ctype or 'unknown'}", "decode")
+            self._cap = cap
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceFailure(f"{self.describe()}: a frame is not a decodable image", "decode")
+        return image
+
+    def read(self) -> tuple[np.ndarray, str | None] | None:
+        if self._cap is not None:
+            image = read_frame(self._cap)
+            if image is None:
+                raise SourceFailure(f"{self.describe()}: stream ended or no frame in time",
+                                    "ended")
+            return image, None
+        if self._snapshot:
+            if self._pending is None:
+                resp = self._request()
+                self._pending = self._decode(resp.read())
+                self.close_connection()
+            image, self._pending = self._pending, None
+            return image, None
+        if self._resp is None:
+            raise SourceFailure("not open")
+        try:
+            return self._decode(self._next_part(time.monotonic() + self.cfg.timeout_s)), None
+        except (OSError, http.client.HTTPException) as exc:
+            raise SourceFailure(f"{self.describe()}: read failed: {describe_os_error(exc)}",
+                                kind_of(exc)) from None
+
+    def _next_part(self, deadline: float) -> bytes:
+        """The body of the next multipart part (bounded by Content-Length or the boundary)."""
+        resp, boundary = self._resp, self._boundary
+        assert resp is not None and boundary is not None
+        if not self._in_part:  # skip to the boundary line
+            while True:
+                self._check_deadline(deadline)
+                line = self._line(resp)
+                if line.strip().startswith(boundary):
+                    break
+        self._in_part = False
+        length = -1
+        while True:  # the part's headers
+            line = self._line(resp)
+            if not line.strip():
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        if 0 <= length <= _MAX_PART:
+            data = resp.read(length)
+            if len(data) < length:
+                raise SourceFailure(f"{self.describe()}: the server closed the stream", "ended")
+            return data
+        # No length: the body runs up to the next boundary line (the trailing CRLF is harmless
+        # to the JPEG decoder).
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            self._check_deadline(deadline)
+            line = self._line(resp)
+            if line.strip().startswith(boundary):
+                self._in_part = True
+                return b"".join(chunks)
+            chunks.append(line)
+            size += len(line)
+            if size > _MAX_PART:
+                raise SourceFailure(f"{self.describe()}: a part is larger than 32 MiB", "decode")
+
+    def _line(self, resp: http.client.HTTPResponse) -> bytes:
+        line = resp.readline(1 << 20)
+        if not line:
+            raise SourceFailure(f"{self.describe()}: the server closed the stream", "ended")
+        return line
+
+    def _check_deadline(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise SourceFailure(f"{self.describe()}: no frame for {self.cfg.timeout_s:.1f}s",
+                                "timeout")
+
+    @property
+    def fps(self) -> float:
+        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
+
+    def close_connection(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self.close_connection()
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._snapshot = False
+        self._pending = None
+        self._boundary = None
+        self._in_part = False

@@ -1,0 +1,566 @@
+"""The YAML configuration: pydantic models, loading, and errors mapped to file lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edged.errors import ConfigError
+from edged.config.yamlpos import YamlError, line_for, load_with_lines
+
+DEFAULT_CONFIG = "/etc/edged/config.yaml"
+# MQTT topic levels may not hold wildcards or separators; names become topic levels.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _topic_safe(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError("use only letters, digits, '_', '-' and '.' (it becomes an MQTT topic level)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_topic_safe)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ReconnectConfig(_Strict):
+    initial_s: float = Field(1.0, gt=0, description="First retry delay in seconds; doubles each try.")
+    max_s: float = Field(30.0, gt=0, description="Largest retry delay in seconds.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must be >= initial_s")
+        return self
+
+
+class TopicClassConfig(_Strict):
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of this topic class.")
+    retain: bool = Field(True, description="Whether the broker keeps the last message.")
+
+
+class StateTopicConfig(TopicClassConfig):
+    enabled: bool = Field(True, description="Publish the retained, smoothed per-camera state.")
+
+
+class TlsConfig(_Strict):
+    ca_file: str | None = Field(
+        None, description="CA certificates (PEM) to verify the broker; default the system's."
+    )
+    cert_file: str | None = Field(None, description="Client certificate (PEM) for mTLS.")
+    key_file: str | None = Field(None, description="Client private key (PEM) for mTLS.")
+    insecure: bool = Field(
+        False, description="Skip verifying the broker's certificate and host name (unsafe)."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+class OutboxConfig(_Strict):
+    enabled: bool = Field(
+        True, description="Keep QoS>=1 results on disk until the broker acknowledges them."
+    )
+    path: str | None = Field(
+        None, description="SQLite file; default $STATE_DIRECTORY/outbox.db, else "
+        "/var/lib/edged/outbox.db.",
+    )
+    max_messages: int = Field(100_000, ge=1, description="Most results kept; then drop oldest.")
+    max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="Most payload bytes kept; then drop oldest."
+    )
+    synchronous: Literal["normal", "full"] = Field(
+        "normal", description="normal: survives a crash of edged; full: also a power loss "
+        "(an fsync per result).",
+    )
+
+
+class CommandsConfig(_Strict):
+    enabled: bool = Field(False, description="Subscribe to .../cmd/classify and .../cmd/state.")
+
+
+class HomeAssistantConfig(_Strict):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery.")
+    discovery_prefix: str = Field(
+        "homeassistant", min_length=1, description="Home Assistant's discovery topic prefix."
+    )
+
+
+class _PasswordSources(_Strict):
+    """Where a password comes from (never the config file itself); read by credentials.py."""
+
+    password_file: str | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password."
+    )
+    password_credential: str | None = Field(
+        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
+    )
+
+    def password_sources(self) -> list[str]:
+        return [k for k in ("password_file", "password_env", "password_credential")
+                if getattr(self, k) is not None]
+
+
+class MqttConfig(_PasswordSources):
+    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    topic_prefix: str = Field("edged", min_length=1, description="First level of every topic.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of result messages.")
+    protocol: Literal["v5", "v3.1.1"] = Field("v5", description="MQTT protocol version.")
+    client_id: str | None = Field(None, description="MQTT client id; default edged-<node_id>.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
+    max_inflight: int = Field(
+        200, ge=1, description="QoS>0 messages sent but not yet acknowledged, at most."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Broker reconnect backoff."
+    )
+    drain_timeout_s: float = Field(
+        10.0, ge=0, description="On exit, how long to wait for the broker to acknowledge results."
+    )
+    result_retain: bool = Field(False, description="Retain result messages.")
+    message_expiry_s: int = Field(
+        0, ge=0, description="MQTT v5 message expiry of results in seconds; 0 = none."
+    )
+    state: StateTopicConfig = Field(
+        default_factory=StateTopicConfig, description="The retained per-camera state topic."
+    )
+    status: TopicClassConfig = Field(
+        default_factory=TopicClassConfig, description="The availability (status) topic."
+    )
+    username: str | None = Field(None, description="User name for the broker.")
+    tls: TlsConfig | None = Field(
+        None, description="TLS to the broker; verification is on unless insecure: true."
+    )
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig, description="The durable on-disk queue of results."
+    )
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="MQTT commands (classify, state)."
+    )
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        sources = self.password_sources()
+        if len(sources) > 1:
+            raise ValueError(f"give only one of {', '.join(sources)}")
+        if sources and self.username is None:
+            raise ValueError(f"{sources[0]} needs username")
+        return self
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if any(c in v for c in "+#") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("no '+', '#' or leading/trailing '/' in a topic prefix")
+        return v
+
+
+class ExternalDelegateConfig(_Strict):
+    library: str = Field(..., min_length=1, description="Path or name of the delegate's shared "
+                         "library (loaded with load_delegate).")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Options passed to the delegate, as key: value."
+    )
+
+
+class ModelConfig(_Strict):
+    path: str = Field(..., description="TFLite model file (relative to the config file).")
+    labels: str | None = Field(
+        None, description="Labels file, one per line (relative to the config file)."
+    )
+    threads: int = Field(1, ge=1, le=64, description="Interpreter threads per worker.")
+    workers: int = Field(2, ge=1, le=64, description="Worker threads, each owning an interpreter.")
+    top_k: int = Field(3, ge=1, description="How many best classes each result lists.")
+    mean: float | list[float] | None = Field(
+        None, description="Input normalization mean (scalar or per channel); default 127.5."
+    )
+    std: float | list[float] | None = Field(
+        None, description="Input normalization std (scalar or per channel); default 127.5."
+    )
+
+    resize: Literal["stretch", "center-crop", "letterbox"] = Field(
+        "stretch", description="How a frame is fitted to the input size: stretch (whole frame, "
+        "aspect not kept), center-crop (centred region of the model's aspect) or letterbox "
+        "(whole frame, aspect kept, black bars)."
+    )
+    output: Literal["auto", "probabilities", "logits"] = Field(
+        "auto", description="Output kind: logits get a softmax; auto decides from the output's "
+        "quantization and values (README: Outputs)."
+    )
+    output_tensor: int | str | None = Field(
+        None, description="Models with several outputs: the output to use, by index or name; "
+        "default the first."
+    )
+    delegate: Literal["edgetpu", "gpu", "npu"] | ExternalDelegateConfig | None = Field(
+        None, description="Accelerator: edgetpu (libedgetpu.so.1), gpu or npu (LiteRT hardware "
+        "accelerators, with CPU for unsupported ops), or {library, options} for any external "
+        "delegate; default none (CPU, XNNPACK)."
+    )
+    device: str | None = Field(
+        None, description="Edge TPU to use: usb, usb:N or pci:N; default the first found."
+    )
+    fallback: Literal["cpu", "fail"] = Field(
+        "cpu", description="When the accelerator cannot load or fails mid-run: cpu (run on the "
+        "CPU model, retry the accelerator every retry_s) or fail (stop with an error)."
+    )
+    cpu_path: str | None = Field(
+        None, description="CPU version of an accelerator-compiled model (an Edge TPU model's "
+        "twin) for the CPU fallback; default the model itself."
+    )
+    retry_s: float = Field(
+        60.0, gt=0, description="After a fallback to the CPU, retry the accelerator this often."
+    )
+    invoke_timeout_s: float = Field(
+        5.0, ge=0, description="An accelerator invoke taking longer counts as failed (0: no "
+        "limit)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(usb|pci)(:\d+)?", v):
+            raise ValueError("expected usb, usb:N, pci or pci:N")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _std_nonzero(cls, v: float | list[float] | None) -> float | list[float] | None:
+        values = v if isinstance(v, list) else [v] if v is not None else []
+        if any(x == 0 for x in values):
+            raise ValueError("std must not be 0")
+        return v
+
+
+class SmoothingConfig(_Strict):
+    method: Literal["none", "majority", "ema"] = Field(
+        "majority", description="none: each frame; majority: K of the last N; ema: moving average."
+    )
+    window: int = Field(5, ge=1, le=1000, description="N: frames considered (ema: its span).")
+    min_votes: int = Field(3, ge=1, description="K: votes a new label needs (majority).")
+    min_score: float = Field(
+        0.5, ge=0, le=1, description="Below this score a frame votes `unknown` (ema: threshold)."
+    )
+
+    @model_validator(mode="after")
+    def _votes(self) -> SmoothingConfig:
+        if self.min_votes > self.window:
+            raise ValueError("min_votes must be <= window")
+        return self
+
+
+class SnapshotConfig(_Strict):
+    enabled: bool = Field(
+        False, description="Publish a JPEG to {prefix}/{node_id}/{camera}/snapshot (retained) "
+        "when the state changes to one of `labels`.",
+    )
+    labels: list[str] = Field(
+        default_factory=list, description="States that trigger a snapshot; empty = every change."
+    )
+    roi_only: bool = Field(
+        False, description="Send only the region of interest (the camera's `roi`), if one is set."
+    )
+    max_bytes: int = Field(
+        256 * 1024, ge=4096, description="Largest JPEG sent; larger ones are re-encoded at lower "
+        "quality, then smaller size, until they fit.",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of snapshot messages.")
+
+
+class CameraConfig(_Strict):
+    source: str | int = Field(
+        ...,
+        description="Video file, image folder or glob, /dev/videoN or index, rtsp:// or http(s):// URL.",
+    )
+    model: str = Field("default", description="Name of the entry under `models` to run.")
+    enabled: bool = Field(True, description="Whether this camera runs.")
+    fps: float = Field(0, ge=0, description="Max processing rate; 0 = as fast as frames come.")
+    loop: bool = Field(False, description="Files: start over at the end.")
+    realtime: bool = Field(False, description="Files: pace at the file's own frame rate.")
+    policy: Literal["latest", "every"] | None = Field(
+        None,
+        description="latest: keep only the newest frame (live default); every: drop nothing "
+        "(file default).",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="Live sources: reconnect after this long without a frame."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Live source reconnect backoff."
+    )
+    smoothing: SmoothingConfig = Field(
+        default_factory=SmoothingConfig, description="How the retained state follows results."
+    )
+    type: Literal["video", "images", "v4l2", "rtsp", "http", "gstreamer"] | None = Field(
+        None,
+        description="Source kind; default chosen from `source` (URL scheme, /dev/, folder, "
+        "glob, ' ! ' for a GStreamer pipeline, else a video file).",
+    )
+    watch: bool = Field(
+        False, description="Image folders: keep watching for new images (a hot folder)."
+    )
+    done_dir: str | None = Field(
+        None,
+        description="Hot folder: move each file here once its result is handed to MQTT "
+        "(relative to the watched folder).",
+    )
+    settle_s: float = Field(
+        0.5, ge=0, description="Hot folder: a file is read once its size and time are unchanged "
+        "this long (so half-written files are not read).",
+    )
+    max_age_ms: float = Field(
+        0, ge=0, description="Drop frames older than this before inference; 0 = never."
+    )
+    roi: list[int] | None = Field(
+        None, description="[x, y, w, h] region of the (rotated, flipped) frame to classify."
+    )
+    rotate: Literal[0, 90, 180, 270] = Field(0, description="Clockwise rotation in degrees.")
+    flip: Literal["none", "horizontal", "vertical", "both"] = Field(
+        "none", description="Mirror the frame (after rotation)."
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    v4l2: V4l2Config = Field(
+        default_factory=lambda: V4l2Config(), description="V4L2 device settings."
+    )
+    snapshot: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="JPEG snapshots over MQTT on state changes."
+    )
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _hot_folder(self) -> CameraConfig:
+        if self.done_dir is not None and not self.watch:
+            raise ValueError("done_dir needs watch: true")
+        if self.watch and self.type not in (None, "images"):
+            raise ValueError(f"watch: true is for image folders, not type {self.type}")
+        return self
+
+
+class V4l2Config(_Strict):
+    pixel_format: str | None = Field(
+        None, min_length=4, max_length=4, description="FOURCC to ask for, e.g. MJPG or YUYV."
+    )
+    width: int | None = Field(None, gt=0, description="Width to ask the device for.")
+    height: int | None = Field(None, gt=0, description="Height to ask the device for.")
+    fps: float | None = Field(None, gt=0, description="Frame rate to ask the device for.")
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = Field(True, description="Serve Prometheus metrics.")
+    listen: str = Field("127.0.0.1:9108", description="HOST:PORT of the metrics listener.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+
+class WebAuthConfig(_PasswordSources):
+    username: str = Field(..., min_length=1, description="User name for HTTP basic auth.")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> WebAuthConfig:
+        if len(self.password_sources()) != 1:
+            raise ValueError("give exactly one of password_file, password_env, "
+                             "password_credential")
+        return self
+
+
+class WebConfig(_Strict):
+    enabled: bool = Field(
+        False, description="Serve the live view at / on the metrics listener (metrics.listen)."
+    )
+    auth: WebAuthConfig | None = Field(
+        None, description="HTTP basic auth for the live view; recommended beyond loopback."
+    )
+    stream_fps: float = Field(
+        5.0, gt=0, le=30, description="Most frames per second a viewer's stream gets."
+    )
+    max_width: int = Field(
+        640, ge=64, le=4096, description="Frames wider than this are scaled down for viewing."
+    )
+    max_streams: int = Field(
+        4, ge=1, le=64, description="Most MJPEG streams at once (each holds a thread)."
+    )
+    jpeg_quality: int = Field(75, ge=10, le=100, description="JPEG quality of the view.")
+
+
+class Config(_Strict):
+    node_id: str = Field(
+        default_factory=lambda: socket.gethostname().split(".")[0] or "edged",
+        description="This node's name in topics; default the host name.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level shown."
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
+    models: dict[Name, ModelConfig] = Field(..., description="Models by name.")
+    cameras: dict[Name, CameraConfig] = Field(..., description="Cameras by name.")
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus metrics listener."
+    )
+    web: WebConfig = Field(
+        default_factory=WebConfig, description="The live view page (off by default)."
+    )
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str) -> str:
+        return _topic_safe(v)
+
+    @field_validator("cameras", "models")
+    @classmethod
+    def _not_empty(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("at least one entry is needed")
+        return v
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9108")
+    return host.strip("[]"), int(port)
+
+
+def is_path_source(source: str | int) -> bool:
+    """A source that names a file, folder or glob (not a device, index or URL)."""
+    return (isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
+            and " ! " not in source)  # a GStreamer pipeline is not a path
+
+
+def resolve_config_path(cli_path: str | None) -> str:
+    """-c wins over $EDGED_CONFIG, which wins over the default."""
+    return cli_path or os.environ.get("EDGED_CONFIG") or DEFAULT_CONFIG
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve a config file; raise ConfigError with FILE:LINE lines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}:1: not a UTF-8 text file"]) from None
+    try:
+        data, lines = load_with_lines(text)
+    except YamlError as exc:
+        raise ConfigError([f"{path}:{exc.line}: {exc.reason}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a YAML mapping of keys"])
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, lines, exc)) from None
+    return _resolve(cfg, path, lines)
+
+
+def _format_errors(path: Path, lines: dict, exc: ValidationError) -> list[str]:
+    out: set[tuple[int, str]] = set()
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        key = ".".join(str(p) for p in loc) or "(top)"
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        else:
+            reason = err["msg"].removeprefix("Value error, ")
+        out.add((line_for(lines, loc), f"{path}:{line_for(lines, loc)}: {key}: {reason}"))
+    return [text for _, text in sorted(set(out))]
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic names the union member it tried (e.g. 'str', 'list[float]'); not a config key.
+    return isinstance(part, str) and (part in {"str", "int", "float"} or "[" in part)
+
+
+def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
+    base = path.resolve().parent
+    errors: list[tuple[int, str]] = []
+
+    def fix(p: str) -> str:
+        return str(p if os.path.isabs(p) else base / p)
+
+    def error(loc: tuple[str, ...], reason: str) -> None:
+        line = line_for(lines, loc)
+        errors.append((line, f"{path}:{line}: {'.'.join(loc)}: {reason}"))
+
+    for name, model in cfg.models.items():
+        model.path = fix(model.path)
+        if not os.path.isfile(model.path):
+            error(("models", name, "path"), f"model file not found: {model.path}")
+        if model.cpu_path is not None:
+            model.cpu_path = fix(model.cpu_path)
+            if not os.path.isfile(model.cpu_path):
+                error(("models", name, "cpu_path"), f"model file not found: {model.cpu_path}")
+        if model.labels is not None:
+            model.labels = fix(model.labels)
+            if not os.path.isfile(model.labels):
+                error(("models", name, "labels"), f"labels file not found: {model.labels}")
+    for name, cam in cfg.cameras.items():
+        if cam.model not in cfg.models:
+            error(("cameras", name, "model"), f"no model named {cam.model!r} under models")
+        if is_path_source(cam.source) and cam.type in (None, "video", "images"):
+            cam.source = fix(str(cam.source))
+    mqtt = cfg.mqtt
+    for key in ("password_file",):
+        if getattr(mqtt, key) is not None:
+            setattr(mqtt, key, fix(getattr(mqtt, key)))
+            if not os.path.isfile(getattr(mqtt, key)):
+                error(("mqtt", key), f"file not found: {getattr(mqtt, key)}")
+    if mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            if getattr(mqtt.tls, key) is not None:
+                setattr(mqtt.tls, key, fix(getattr(mqtt.tls, key)))
+                if not os.path.isfile(getattr(mqtt.tls, key)):
+                    error(("mqtt", "tls", key), f"file not found: {getattr(mqtt.tls, key)}")
+    if mqtt.outbox.path is not None:
+        mqtt.outbox.path = fix(mqtt.outbox.path)
+    if cfg.web.enabled and not cfg.metrics.enabled:
+        error(("web", "enabled"), "needs metrics.enabled: the live view is served on the "
+              "metrics listener")
+    for name, cam in cfg.cameras.items():
+        if cam.snapshot.enabled and not mqtt.state.enabled:
+            error(("cameras", name, "snapshot", "enabled"), "needs mqtt.state.enabled: "
+                  "snapshots follow state changes")
+    auth = cfg.web.auth
+    if auth is not None and auth.password_file is not None:
+        auth.password_file = fix(auth.password_file)
+        if not os.path.isfile(auth.password_file):
+            error(("web", "auth", "password_file"), f"file not found: {auth.password_file}")
+    if errors:
+        raise ConfigError([text for _, text in sorted(errors)])
+    return cfg

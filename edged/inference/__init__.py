@@ -1,0 +1,1 @@
+"""Inference: scheduling, workers, pre- and post-processing, and the backends (backends/)."""

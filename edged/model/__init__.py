@@ -1,0 +1,1 @@
+"""The model: the loaded interpreter, the flatbuffer reader, labels and the runtime."""

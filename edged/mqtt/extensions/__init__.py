@@ -1,0 +1,1 @@
+"""Features that join the MQTT pipeline: state, commands, Home Assistant, snapshots."""

@@ -1,0 +1,222 @@
+"""MQTT commands: {prefix}/{node_id}/{camera}/cmd/{classify|state}, each answered once.
+
+paho's thread only checks the size and queues the request; a named thread parses it, runs it
+and replies (MQTT v5: to the response topic with the correlation data; else, or without a
+response topic, to {prefix}/{node_id}/{camera}/reply/{name}). Nothing a request holds can stop
+the daemon: every failure is an error reply and a counted reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+
+from edged.inference.backends import Backend
+from edged.service.metrics import Metrics
+from edged.model.loaded import LoadedModel
+from edged.service.ratelimit import EpisodeLog
+from edged.capture.sources import Frame
+from edged.mqtt.extensions.state import StateTracker
+from edged.mqtt.topics import Topics
+from edged.inference.worker import classify
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 64 * 1024
+COMMANDS = ("classify", "state")
+FIELDS = {"id"}  # the only request field: echoed in the reply (handy under MQTT 3.1.1)
+_QUEUE_SIZE = 4096
+
+
+class FrameSource(Protocol):
+    last_frame: Frame | None
+
+
+class CommandError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Request:
+    camera: str
+    name: str
+    payload: bytes
+    response_topic: str | None
+    correlation: bytes | None
+    too_large: bool = False
+
+
+def parse_request(payload: bytes) -> dict[str, Any]:
+    """An empty payload or a JSON object with only known fields; CommandError otherwise."""
+    if not payload.strip():
+        return {}
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError("bad_json", f"payload is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommandError("bad_json", "payload must be a JSON object")
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise CommandError("unknown_field", f"unknown field(s): {', '.join(unknown)}")
+    if "id" in data and not isinstance(data["id"], (str, int)):
+        raise CommandError("bad_field", "id must be a string or an integer")
+    return data
+
+
+class CommandHandler:
+    def __init__(self, sink, topics: Topics, cameras: Mapping[str, FrameSource],  # noqa: ANN001
+                 models: Mapping[str, LoadedModel], state: StateTracker | None,
+                 metrics: Metrics) -> None:
+        self._sink = sink  # MqttSink
+        self._topics = topics
+        self._cameras = cameras
+        self._models = models  # camera -> its model
+        self._state = state
+        self._metrics = metrics
+        self._queue: queue.Queue[Request | None] = queue.Queue(_QUEUE_SIZE)
+        self._thread: threading.Thread | None = None
+        self._backends: dict[str, Backend] = {}  # model name -> a backend of its own
+        self._episodes = EpisodeLog(log)
+
+    def use_sink(self, sink, topics: Topics) -> None:  # noqa: ANN001 - MqttSink
+        """Answer through another sink (an MQTT reload); subscribes there once running."""
+        self._sink, self._topics = sink, topics
+        if self._thread is not None:
+            sink.subscribe(self.topic_filter, self._on_message)
+
+    def use_state(self, state: StateTracker | None) -> None:
+        self._state = state
+
+    @property
+    def topic_filter(self) -> str:
+        return self._topics.command("+", "+")
+
+    def start(self) -> None:
+        for reason in ("too_large", "bad_json", "unknown_field", "bad_field", "unknown_camera",
+                       "unknown_command", "no_frame", "failed", "busy"):
+            self._metrics.command_errors.labels(reason)
+        self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
+        self._thread.start()
+        self._sink.subscribe(self.topic_filter, self._on_message)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        if self._thread is not None:
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                pass
+            self._thread.join(timeout)
+            self._thread = None
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+
+    # paho's thread: no parsing, no waiting.
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        props = getattr(msg, "properties", None)
+        request = Request(camera=parts[-3], name=parts[-1], payload=b"",
+                          response_topic=getattr(props, "ResponseTopic", None),
+                          correlation=getattr(props, "CorrelationData", None),
+                          too_large=len(msg.payload) > MAX_PAYLOAD)
+        if not request.too_large:
+            request.payload = bytes(msg.payload)
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            self._count_error(request.name, "busy")
+            self._episodes.failure("commands: too many requests queued; dropping some")
+
+    def _run(self) -> None:
+        while True:
+            request = self._queue.get()
+            if request is None:
+                return
+            try:
+                self._handle(request)
+            except Exception:  # noqa: BLE001 - never let one request end the thread
+                log.exception("commands: request on %s/%s failed", request.camera, request.name)
+
+    def _handle(self, req: Request) -> None:
+        reply: dict[str, Any] = {"node_id": self._topics.node_id, "camera": req.camera,
+                                 "command": req.name}
+        try:
+            if req.too_large:
+                raise CommandError("too_large", f"payload larger than {MAX_PAYLOAD} bytes")
+            data = parse_request(req.payload)
+            if "id" in data:
+                reply["id"] = data["id"]
+            if req.name not in COMMANDS:
+                raise CommandError("unknown_command",
+                                   f"unknown command {req.name!r}; known: {', '.join(COMMANDS)}")
+            if req.camera not in self._cameras:
+                raise CommandError("unknown_camera", f"no camera named {req.camera!r}")
+            if req.name == "classify":
+                reply["result"] = self._classify(req.camera)
+            else:
+                reply["state"] = self._current_state(req.camera)
+            reply["ok"] = True
+            self._metrics.commands.labels(req.name, "ok").inc()
+        except CommandError as exc:
+            reply["ok"] = False
+            reply["error"] = str(exc)
+            self._count_error(req.name, exc.reason)
+        reply["ts"] = round(time.time(), 6)
+        self._reply(req, reply)
+
+    def _count_error(self, name: str, reason: str) -> None:
+        self._metrics.command_errors.labels(reason).inc()
+        self._metrics.commands.labels(name if name in COMMANDS else "unknown", "error").inc()
+
+    def _classify(self, camera: str) -> dict[str, Any]:
+        frame = self._cameras[camera].last_frame
+        if frame is None:
+            raise CommandError("no_frame", "the camera has not delivered a frame yet")
+        model = self._models[camera]
+        backend = self._backends.get(model.name)
+        try:
+            if backend is None:
+                backend = model.new_backend()
+                backend.start()
+                self._backends[model.name] = backend
+            top, elapsed = classify(backend, model, frame.image)
+        except Exception as exc:  # noqa: BLE001 - the reply says why
+            raise CommandError("failed", f"classification failed: {exc}") from None
+        index, score = top[0]
+        labels = model.labels
+        result = {"frame": frame.index, "ts": round(frame.ts, 6), "model": model.name,
+                  "label": labels[index], "index": index, "score": round(score, 6),
+                  "top_k": [{"label": labels[i], "index": i, "score": round(s, 6)}
+                            for i, s in top],
+                  "inference_ms": round(elapsed * 1000, 3),
+                  "age_ms": round((time.monotonic() - frame.mono) * 1000, 3)}
+        if frame.name is not None:
+            result["file"] = frame.name
+        return result
+
+    def _current_state(self, camera: str) -> dict[str, Any]:
+        if self._state is None:
+            raise CommandError("failed", "state is disabled (mqtt.state.enabled: false)")
+        self._state.publish(camera)  # and re-publish it, retained
+        return self._state.payload(camera)
+
+    def _reply(self, req: Request, reply: dict[str, Any]) -> None:
+        data = json.dumps(reply, separators=(",", ":")).encode()
+        if self._sink.v5 and req.response_topic:
+            topic = req.response_topic
+            props = self._sink.reply_properties(req.correlation)
+        else:
+            topic = self._topics.reply(req.camera, req.name)
+            props = None
+        self._sink.publish_now(topic, data, 1, False, "reply", properties=props)

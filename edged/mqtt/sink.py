@@ -1,0 +1,424 @@
+"""MQTT sink on paho-mqtt 2.x: durable outbox, availability with a last will, TLS, auth.
+
+Results at QoS >= 1 go to the on-disk outbox first (publish() only writes there); one named
+sender thread feeds paho from the outbox in row order with a bounded in-flight window and
+deletes rows once the broker acknowledged them. So the outbox is THE queue: a backlog from an
+outage (or from before a crash) leaves in seq order, and live results queue behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edged.config import MqttConfig
+from edged.errors import EdgedError
+from edged.service.metrics import Metrics
+from edged.mqtt.outbox import Outbox, Row
+from edged.service.ratelimit import EpisodeLog
+from edged.sinks.base import Sink
+from edged.mqtt.topics import Topics
+
+log = logging.getLogger(__name__)
+
+_PROTOCOLS = {"v5": mqtt.MQTTv5, "v3.1.1": mqtt.MQTTv311}
+CONTENT_TYPE = "application/json"
+
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+def status_payload(state: str) -> bytes:
+    return json.dumps({"state": state, "ts": round(time.time(), 3)}).encode()
+
+
+def tls_context(tls) -> ssl.SSLContext:  # noqa: ANN001 - TlsConfig
+    """Verification on (system or given CAs) unless `insecure`; client cert for mTLS."""
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise EdgedError(f"mqtt.tls.ca_file: cannot load {tls.ca_file}: {exc}") from None
+    if tls.cert_file:
+        try:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise EdgedError(f"mqtt.tls.cert_file: cannot load the client certificate "
+                             f"{tls.cert_file} / key {tls.key_file}: {exc}") from None
+    if tls.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class MqttSink(Sink):
+    key = "mqtt"
+
+    def __init__(self, cfg: MqttConfig, topics: Topics, metrics: Metrics,
+                 outbox: Outbox | None = None, password: str | None = None) -> None:
+        self._cfg = cfg
+        self._topics = topics
+        self._metrics = metrics
+        self._outbox = outbox
+        self._password = password
+        self._client: mqtt.Client | None = None
+        self._lock = threading.Condition()
+        # mid -> (outbox row id or None, topic class), until acknowledged
+        self._pending: dict[int, tuple[int | None, str]] = {}
+        self._early: dict[int, object] = {}  # acks that arrived before publish() returned the mid
+        self._acked_rows: list[int] = []  # acknowledged outbox rows, deleted by the sender
+        self._rows_in_flight = 0
+        self._connected = threading.Event()
+        self._generation = 0  # bumped on every connect; the sender greets each one
+        self._episodes = EpisodeLog(log)
+        self._rng = random.Random()
+        self._subscriptions: list[tuple[str, int, MessageHandler]] = []
+        self._connect_hooks: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._sender: threading.Thread | None = None
+
+    @property
+    def client_id(self) -> str:
+        return self._cfg.client_id or f"edged-{self._topics.node_id}"
+
+    @property
+    def v5(self) -> bool:
+        return self._cfg.protocol == "v5"
+
+    # --- set-up by other components, before start() ------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+        """Subscribe on every connect; `handler` runs on paho's thread and must be quick."""
+        self._subscriptions.append((topic_filter, qos, handler))
+        client = self._client
+        if client is not None and self._connected.is_set():
+            client.subscribe(topic_filter, qos=qos)
+
+    def request_greet(self) -> None:
+        """Run the connect hooks and publish `online` again (e.g. Home Assistant restarted)."""
+        with self._lock:
+            self._generation += 1
+            self._lock.notify_all()
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        """Run on the sender thread after each connect, before `online` is published."""
+        self._connect_hooks.append(hook)
+
+    def first_seq(self, camera: str) -> int:
+        return self._outbox.next_seq(camera) if self._outbox is not None else 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self._cfg
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=_PROTOCOLS[cfg.protocol])
+        if cfg.tls is not None:
+            client.tls_set_context(tls_context(cfg.tls))
+            if cfg.tls.insecure:
+                client.tls_insecure_set(True)
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, self._password)
+        client.will_set(self._topics.status, status_payload("offline"), qos=cfg.status.qos,
+                        retain=cfg.status.retain, properties=self._props())
+        self._set_backoff(client)
+        # Room for state, status and replies besides the sender's window of results.
+        client.max_inflight_messages_set(cfg.max_inflight + 100)
+        client.max_queued_messages_set(0)  # unbounded: nothing accepted is dropped here
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
+        if self._outbox is not None:
+            self._outbox.open()
+        self._client = client
+        self._metrics.mqtt_connected.set(0)
+        self._stop.clear()
+        self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender",
+                                         daemon=True)
+        self._sender.start()
+        # connect_async + loop_start: a broker that is down at start is retried, not fatal.
+        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        client.loop_start()
+        client._thread.name = f"mqtt-{self.client_id}"  # paho names it generically
+
+    def _set_backoff(self, client: mqtt.Client) -> None:
+        # paho doubles from min to max; a random factor in [0.5, 1) per episode spreads a
+        # fleet's reconnects after a broker restart.
+        r = self._cfg.reconnect
+        jitter = 0.5 + 0.5 * self._rng.random()
+        client.reconnect_delay_set(min_delay=r.initial_s * jitter, max_delay=r.max_s * jitter)
+
+    # --- paho callbacks (paho's network thread) ----------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            self._episodes.failure("mqtt: broker %s:%d refused the connection: %s",
+                                   self._cfg.host, self._cfg.port, reason_code)
+            return
+        self._episodes.recovered("mqtt: connected to %s:%d", self._cfg.host, self._cfg.port)
+        log.info("mqtt: connected to %s:%d", self._cfg.host, self._cfg.port)
+        for topic_filter, qos, _ in self._subscriptions:
+            client.subscribe(topic_filter, qos=qos)
+        with self._lock:
+            self._generation += 1
+            self._lock.notify_all()
+        self._connected.set()
+        self._metrics.mqtt_connected.set(1)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        was = self._connected.is_set()
+        self._connected.clear()
+        self._metrics.mqtt_connected.set(0)
+        if was and reason_code != 0:
+            self._set_backoff(client)
+            self._episodes.failure("mqtt: disconnected from %s:%d (%s); reconnecting",
+                                   self._cfg.host, self._cfg.port, reason_code)
+
+    def _on_connect_fail(self, client, userdata) -> None:  # noqa: ANN001
+        # paho calls this inside its `except OSError`, so the cause is still at hand.
+        exc = sys.exc_info()[1]
+        why = f": {exc}" if exc is not None else ""
+        if isinstance(exc, ssl.SSLError):
+            why += " (TLS: check mqtt.tls)"
+        self._episodes.failure("mqtt: cannot reach broker %s:%d%s; retrying", self._cfg.host,
+                               self._cfg.port, why)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+        with self._lock:
+            entry = self._pending.pop(mid, None)
+            if entry is None:
+                self._early[mid] = reason_code
+                return
+            self._acked(entry, reason_code)
+            self._lock.notify_all()
+
+    def _acked(self, entry: tuple[int | None, str], reason_code: object) -> None:
+        """Bookkeeping for one acknowledgement; called with the lock held."""
+        row_id, topic_class = entry
+        if row_id is not None:
+            self._acked_rows.append(row_id)
+            self._rows_in_flight -= 1
+        if getattr(reason_code, "is_failure", False):
+            # The broker refused it for good (e.g. not authorized): retrying cannot help.
+            self._metrics.outbox_dropped.labels("rejected").inc()
+            log.warning("mqtt: broker rejected a %s message: %s", topic_class, reason_code)
+        else:
+            self._metrics.published.labels(topic_class).inc()
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+        for topic_filter, _, handler in self._subscriptions:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg)
+                except Exception:  # noqa: BLE001 - a bad message must not stop the client
+                    log.exception("mqtt: handler for %s failed", msg.topic)
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def _props(self, model_sha256: str | None = None, expiry_s: int | None = None,
+               response_topic: str | None = None, correlation: bytes | None = None
+               ) -> Properties | None:
+        if not self.v5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = CONTENT_TYPE
+        if model_sha256:
+            props.UserProperty = [("model_sha256", model_sha256)]
+        if expiry_s:
+            props.MessageExpiryInterval = int(expiry_s)
+        if correlation is not None:
+            props.CorrelationData = correlation
+        return props
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
+                camera: str | None = None, seq: int | None = None,
+                model_sha256: str | None = None) -> None:
+        """Results (with camera and seq) at QoS >= 1 go to the outbox; the rest straight out."""
+        if self._outbox is not None and qos > 0 and camera is not None and seq is not None:
+            self._outbox.put(camera, seq, topic, payload, qos, retain, model_sha256)
+            with self._lock:
+                self._lock.notify_all()
+            return
+        expiry = self._cfg.message_expiry_s if topic_class == "result" else None
+        self._send(topic, payload, qos, retain, topic_class, None,
+                   self._props(model_sha256, expiry))
+
+    def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
+                    properties: Properties | None = None) -> bool:
+        """Send only while connected (retained state is re-sent on reconnect anyway)."""
+        if not self._connected.is_set():
+            return False
+        self._send(topic, payload, qos, retain, topic_class, None,
+                   properties if properties is not None else self._props())
+        return True
+
+    def reply_properties(self, correlation: bytes | None) -> Properties | None:
+        return self._props(correlation=correlation)
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
+              row_id: int | None, properties: Properties | None) -> None:
+        client = self._client
+        if client is None:
+            raise RuntimeError("mqtt sink not started")
+        # Never hold our lock while calling paho: its ack path takes its lock, then ours.
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            self._metrics.mqtt_failed.labels(topic_class).inc()
+            return  # QoS 0 is fire-and-forget: paho drops it while disconnected
+        with self._lock:
+            if row_id is not None:
+                self._rows_in_flight += 1
+            if info.mid in self._early:
+                self._acked((row_id, topic_class), self._early.pop(info.mid))
+                self._lock.notify_all()
+            else:
+                self._pending[info.mid] = (row_id, topic_class)
+
+    # --- the sender thread -------------------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        last_id = 0  # rows up to here were handed to paho (which resends them on reconnect)
+        greeted = 0
+        hold_until = 0.0
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    acked, self._acked_rows = self._acked_rows, []
+                    generation = self._generation
+                if acked and self._outbox is not None:
+                    self._outbox.delete(acked)
+                if generation != greeted and self._connected.is_set():
+                    greeted = generation
+                    # paho resends what was in flight right after the CONNACK; new rows
+                    # wait for those acks so that nothing overtakes them.
+                    hold_until = time.monotonic() + 10.0
+                    self._greet()
+                if self._outbox is not None and self._connected.is_set():
+                    with self._lock:
+                        holding = self._rows_in_flight > 0 and time.monotonic() < hold_until
+                    if not holding:
+                        hold_until = 0.0
+                        last_id = self._feed(last_id)
+                with self._lock:
+                    if not self._acked_rows and self._generation == greeted:
+                        self._lock.wait(0.05 if hold_until else 0.2)
+            except Exception:  # noqa: BLE001 - e.g. a disk error: say so, keep trying
+                log.exception("mqtt: sender error; retrying")
+                self._stop.wait(1.0)
+
+    def _greet(self) -> None:
+        """After each connect: retained states and discovery (hooks), then `online`."""
+        for hook in self._connect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("mqtt: on-connect hook failed")
+        self.publish_now(self._topics.status, status_payload("online"), self._cfg.status.qos,
+                         self._cfg.status.retain, "status")
+
+    def _feed(self, last_id: int) -> int:
+        assert self._outbox is not None
+        with self._lock:
+            room = self._cfg.max_inflight - self._rows_in_flight
+        if room <= 0:
+            return last_id
+        expiry = self._cfg.message_expiry_s
+        now = time.time()
+        for row in self._outbox.after(last_id, room):
+            last_id = row.id
+            remaining = self._remaining(row, expiry, now)
+            if remaining is not None and remaining <= 0:
+                self._outbox.delete([row.id])
+                self._metrics.outbox_dropped.labels("expired").inc()
+                continue
+            self._send(row.topic, row.payload, row.qos, row.retain, "result", row.id,
+                       self._props(row.model_sha256, remaining))
+        return last_id
+
+    @staticmethod
+    def _remaining(row: Row, expiry: int, now: float) -> int | None:
+        """Seconds of message expiry left (expiry counts from when the result was made)."""
+        if not expiry:
+            return None
+        return int(expiry - (now - row.created))
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def unacknowledged(self) -> int:
+        with self._lock:
+            pending = len(self._pending)
+        return pending + (self._outbox.count if self._outbox is not None else 0)
+
+    def outbox_stats(self) -> tuple[int, int, float]:
+        """(messages, payload bytes, age in seconds of the oldest) not yet acknowledged."""
+        if self._outbox is None:
+            with self._lock:
+                return len(self._pending), 0, 0.0
+        oldest = self._outbox.oldest_created()
+        age = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        return self._outbox.count, self._outbox.size_bytes, age
+
+    def flush(self, timeout: float, outbox: bool = True) -> bool:
+        """Wait until the broker acknowledged everything (outbox empty, nothing in flight)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                idle = not self._pending and not self._acked_rows
+            if idle and (not outbox or self._outbox is None or self._outbox.count == 0):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._connected.is_set():
+                return False
+            with self._lock:
+                self._lock.wait(min(left, 0.1))
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Deliver what the broker takes within `timeout`, publish `stopped`, disconnect.
+        What was not acknowledged stays in the outbox for the next start."""
+        client = self._client
+        if client is None:
+            return
+        if self._connected.is_set():
+            if not self.flush(timeout):
+                log.warning("mqtt: %d messages not acknowledged at exit%s", self.unacknowledged,
+                            "; kept in the outbox" if self._outbox is not None else "")
+            if self.publish_now(self._topics.status, status_payload("stopped"),
+                                self._cfg.status.qos, self._cfg.status.retain, "status"):
+                self.flush(2.0, outbox=False)
+        elif self.unacknowledged:
+            log.warning("mqtt: broker unreachable at exit; %d messages not delivered%s",
+                        self.unacknowledged,
+                        " (kept in the outbox for the next start)" if self._outbox else "")
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        if self._sender is not None:
+            self._sender.join(5)
+            self._sender = None
+        with self._lock:
+            acked, self._acked_rows = self._acked_rows, []
+        if acked and self._outbox is not None:
+            self._outbox.delete(acked)
+        self._client = None
+        client.disconnect()
+        client.loop_stop()
+        self._connected.clear()
+        self._metrics.mqtt_connected.set(0)
+        if self._outbox is not None:
+            self._outbox.close()

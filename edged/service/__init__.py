@@ -1,0 +1,1 @@
+"""Service integration: metrics, sd_notify and the watchdog, logs."""

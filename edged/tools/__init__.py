@@ -1,0 +1,1 @@
+"""Command-line tools: the CLI, classify, evaluation, inspect, bench, pull."""

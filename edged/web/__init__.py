@@ -1,0 +1,1 @@
+"""The web view: the HTTP listener, its image helpers and static page."""

@@ -1,0 +1,218 @@
+"""sd_notify against a real unix datagram socket, as systemd would provide it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from edged.app.health import CameraProgress, camera_stall
+from edged.service.notify import Notifier, Watchdog, watchdog_interval
+from tests.conftest import DEMO, demo_config, write_config
+from tests.helpers.mjpeg import MjpegCamera, jpeg_frames
+
+
+class NotifySocket:
+    """What systemd listens on: records every datagram with its arrival time."""
+
+    def __init__(self, abstract: bool = False) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = f"edged-test-{os.getpid()}-{time.monotonic_ns()}"
+            self.sock.bind("\0" + name)
+            self.address = "@" + name
+        else:
+            self._dir = tempfile.mkdtemp(prefix="sdn", dir="/tmp")  # short: sun_path <= 107
+            self.address = os.path.join(self._dir, "notify")
+            self.sock.bind(self.address)
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, list[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify-recv", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode().split("\n")))
+
+    def times(self, line: str) -> list[float]:
+        return [t for t, lines in list(self.messages) if line in lines]
+
+    def lines(self, prefix: str) -> list[str]:
+        return [x for _, lines in list(self.messages) for x in lines if x.startswith(prefix)]
+
+    def wait_for(self, line: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.times(line):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        if not self.address.startswith("@"):
+            os.unlink(self.address)
+            os.rmdir(self._dir)
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_notifier_reaches_path_and_abstract_sockets(abstract):
+    sock = NotifySocket(abstract)
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": sock.address})
+    try:
+        notifier.ready("1/1 cameras up")
+        before = time.monotonic_ns() // 1000
+        notifier.reloading()
+        notifier.stopping()
+        assert sock.wait_for("STOPPING=1", 2)
+    finally:
+        notifier.close()
+        sock.close()
+    assert sock.messages[0][1] == ["READY=1", "STATUS=1/1 cameras up"]
+    assert sock.messages[1][1][0] == "RELOADING=1"
+    usec = int(sock.messages[1][1][1].removeprefix("MONOTONIC_USEC="))
+    assert 0 <= usec - before < 2_000_000  # CLOCK_MONOTONIC in microseconds, like systemd's
+
+
+def test_notifier_without_socket_is_a_no_op_and_a_dead_socket_is_not_fatal(tmp_path):
+    assert Notifier.from_env({}).notify("READY=1") is False
+    gone = Notifier(str(tmp_path / "nobody-listens"))
+    assert gone.notify("WATCHDOG=1") is False  # logged once, never raised
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec_and_respects_pid():
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}, 42) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "42"}, 42) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "7"}, 42) is None
+    assert watchdog_interval({}, 42) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "0"}, 42) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "abc"}, 42) is None
+
+
+def test_watchdog_thread_pings_only_while_healthy():
+    sock = NotifySocket()
+    notifier = Notifier(sock.address)
+    problems: list[str] = []
+    dog = Watchdog(notifier, 0.05, lambda: list(problems))
+    dog.start()
+    try:
+        assert sock.wait_for("WATCHDOG=1", 2)
+        assert any(t.name == "sd-watchdog" for t in threading.enumerate())
+        problems.append("camera x: no frame for 12.0s (timeout 10s)")
+        time.sleep(0.2)
+        count = len(sock.times("WATCHDOG=1"))
+        time.sleep(0.4)
+        assert len(sock.times("WATCHDOG=1")) == count
+        problems.clear()
+        deadline = time.monotonic() + 2
+        while len(sock.times("WATCHDOG=1")) == count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(sock.times("WATCHDOG=1")) > count
+    finally:
+        dog.stop()
+        notifier.close()
+        sock.close()
+
+
+def test_camera_stall_covers_capture_and_processing():
+    p = CameraProgress(started=100.0)
+    assert camera_stall(101.0, p, 0.0, 0.0, 5) is None  # grace after start
+    assert "capture stuck for 6.0s" in camera_stall(106.0, p, 0.0, 0.0, 5)
+    # A camera that is down and retried (alive: failing opens, backoff) is not wedged, even
+    # with no frame for long: no restart storm for a camera that is off.
+    assert camera_stall(106.0, p, 105.5, 0.0, 5) is None
+    assert camera_stall(130.0, p, 140.0, 0.0, 5) is None  # sleeping through a 30 s backoff
+    p.processed = 104.0
+    assert camera_stall(106.0, p, 105.0, 105.0, 5) is None  # capture and processing recent
+    # Frames keep coming but no worker finished one for longer than the timeout: a wedged
+    # model or accelerator is a hang too.
+    assert "no frame processed for 6.0s" in camera_stall(110.0, p, 109.5, 109.5, 5)
+    # Nothing waiting (last frame done after it was captured) is not a processing stall.
+    p.processed = 109.6
+    assert camera_stall(110.0, p, 109.5, 109.5, 5) is None
+
+
+def test_daemon_ready_status_watchdog_then_no_pings_when_a_source_wedges(tmp_path, broker):
+    """A live camera whose source blocks forever: systemd must stop getting WATCHDOG=1."""
+    cam = MjpegCamera(jpeg_frames(DEMO / "conveyor.mp4", 15), fps=15, send=45).start()
+    cfg = demo_config(broker.port, loop=True, realtime=True)
+    cfg["cameras"]["door"] = {"source": cam.url, "timeout_s": 1.5}
+    path = write_config(tmp_path / "c.yaml", cfg)
+    sock = NotifySocket()
+    env = {**os.environ, "NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "600000"}
+    proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "-c", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert sock.wait_for("READY=1", 20), sock.messages
+        ready_at = sock.times("READY=1")[0]
+        assert sock.wait_for("WATCHDOG=1", 5)
+        # The pings come only after READY, every ~0.3 s while both pipelines move.
+        assert min(sock.times("WATCHDOG=1")) >= ready_at
+        deadline = time.monotonic() + 20
+        while cam.connections == 0 or time.monotonic() < ready_at + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # 45 frames at 15 fps, then the camera hangs; give it its 1.5 s timeout and 1 interval.
+        wedged_by = time.monotonic() + 3.0 + 1.5 + 0.6 + 0.5
+        while time.monotonic() < wedged_by:
+            time.sleep(0.1)
+        count = len(sock.times("WATCHDOG=1"))
+        time.sleep(2.5)
+        assert proc.poll() is None
+        assert len(sock.times("WATCHDOG=1")) == count, "pings went on with a wedged camera"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert sock.wait_for("STOPPING=1", 2)
+    finally:
+        proc.kill()
+        cam.stop()
+        sock.close()
+    assert count >= 3  # pinged while healthy
+    assert "watchdog: withholding pings: camera door: capture stuck for" in err, err
+    statuses = sock.lines("STATUS=")
+    assert statuses and "cameras up" in statuses[0] and "broker" in statuses[0]
+    assert "Traceback" not in err
+
+
+def test_a_camera_that_is_down_and_retried_does_not_stop_the_pings(tmp_path, broker):
+    """A camera that is off is retried by edged itself; systemd must not restart the daemon
+    for it (a restart storm helps nobody): WATCHDOG=1 keeps coming."""
+    from tests.helpers.broker import free_port
+
+    cfg = demo_config(broker.port, loop=True, realtime=True)
+    cfg["cameras"]["gate"] = {"source": f"http://127.0.0.1:{free_port()}/x.mjpg",
+                              "timeout_s": 1.0, "reconnect": {"initial_s": 0.5, "max_s": 3}}
+    path = write_config(tmp_path / "c.yaml", cfg)
+    sock = NotifySocket()
+    env = {**os.environ, "NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "600000"}
+    proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "-c", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert sock.wait_for("READY=1", 20), sock.messages
+        time.sleep(5.0)  # several backoffs, each longer than the camera's 1 s timeout
+        count = len(sock.times("WATCHDOG=1"))
+        time.sleep(2.0)
+        assert len(sock.times("WATCHDOG=1")) >= count + 4, "pings stopped for a camera that is down"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert "withholding pings" not in err
+        assert "[unreachable]" in err
+    finally:
+        proc.kill()
+        sock.close()
