@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import yaml  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from edged.mqtt.contract import Message  # noqa: E402
 from edged.mqtt.outbox import Outbox  # noqa: E402
 from tests.helpers.broker import Mosquitto  # noqa: E402
 
@@ -82,7 +83,8 @@ def put_rate(tmp: Path, synchronous: str, n: int = 5000) -> float:
     payload = b"x" * 400  # about the size of a result
     t0 = time.perf_counter()
     for seq in range(n):
-        box.put("cam", seq, "edged/n/cam/result", payload, 1, False, "sha")
+        box.put(Message("edged/n/cam/result", payload, 1, False, "result", camera="cam",
+                        seq=seq, user_properties=(("model_sha256", "sha"),)))
     rate = n / (time.perf_counter() - t0)
     box.close()
     return rate

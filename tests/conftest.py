@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,17 @@ def demo_config(port: int, **camera: object) -> dict:
         "cameras": {"conveyor": {"source": str(DEMO / "conveyor.mp4"), **camera}},
         "metrics": {"listen": "127.0.0.1:0"},
     }
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001
+    """Poll `predicate` until it holds or `timeout` passes: a wait, never a fixed sleep."""
+    end = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(interval)
 
 
 def edged(*args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003

@@ -1,12 +1,15 @@
-"""Is the pipeline moving? Per-camera progress, the checks behind the watchdog and /readyz,
-and the one-line status for `systemctl status`."""
+"""Is the pipeline moving? Per-camera progress, and one structured check (`Health.check`)
+that readiness (/readyz, edged_ready), the status line (`systemctl status`) and the watchdog
+only format: they can never disagree.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass
@@ -91,3 +94,121 @@ def status_line(cameras_up: int, cameras: int, fps: float, broker: str, outbox: 
     """One line for `systemctl status` (sd_notify STATUS=)."""
     return (f"{cameras_up}/{cameras} cameras up, {fps:.1f} fps, broker {broker}, "
             f"outbox {outbox}")
+
+
+def status_text(report: HealthReport, fps: float) -> str:
+    return status_line(report.cameras_up, len(report.cameras), fps,
+                       "connected" if report.mqtt_connected else "disconnected", report.outbox)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that is not right. `subject` is e.g. "camera door", "mqtt", "model x";
+    `wedged` problems (a stuck pipeline) make the watchdog withhold its ping."""
+
+    subject: str
+    kind: str  # not_started, not_loaded, stalled, stale, ended, not_connected, ...
+    detail: str
+    wedged: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    problems: tuple[Problem, ...]
+    cameras: tuple[str, ...]
+    models: tuple[str, ...]
+    mqtt_connected: bool
+    outbox: int = 0
+    cameras_up: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+    @property
+    def wedged(self) -> list[Problem]:
+        return [p for p in self.problems if p.wedged]
+
+    def readiness(self) -> dict[str, Any]:
+        """The /readyz body."""
+        return {"ready": self.ready, "problems": [str(p) for p in self.problems],
+                "models": list(self.models), "cameras": list(self.cameras),
+                "mqtt_connected": self.mqtt_connected, **self.extra}
+
+
+class CameraView(Protocol):  # what health reads of a camera
+    name: str
+    alive_mono: float
+    last_frame_mono: float
+
+    @property
+    def finished(self) -> threading.Event: ...
+
+    @property
+    def cfg(self) -> Any: ...  # noqa: ANN401 - CameraConfig: timeout_s, model
+
+
+Check = Callable[[], Iterable[Problem]]
+
+
+class Health:
+    """Checks the pipeline; constructed with what it reads, so tests can pass their own."""
+
+    def __init__(self, cameras: Callable[[], Iterable[CameraView]], progress: Progress,
+                 models: Callable[[], Iterable[str]], mqtt: Callable[[], tuple[bool, str]],
+                 outbox: Callable[[], int] = lambda: 0, checks: Iterable[Check] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._cameras = cameras
+        self._progress = progress
+        self._models = models  # the models with running workers
+        self._mqtt = mqtt  # (connected, "host:port")
+        self._outbox = outbox
+        self._checks = list(checks)  # further checks (e.g. the outbox, lag), each -> problems
+        self._clock = clock
+
+    def check(self, started: bool) -> HealthReport:
+        now = self._clock()
+        cameras = list(self._cameras())
+        models = sorted(self._models())
+        problems: list[Problem] = []
+        if not started:
+            problems.append(Problem("edged", "not_started", "models and cameras not started"))
+        for name in sorted({c.cfg.model for c in cameras} - set(models)):
+            problems.append(Problem(f"model {name}", "not_loaded", "not loaded"))
+        down = set()
+        for camera in cameras:
+            problem = self._camera(now, camera)
+            if problem is not None:
+                problems.append(problem)
+                down.add(camera.name)
+        connected, where = self._mqtt()
+        if not connected:
+            problems.append(Problem("mqtt", "not_connected", f"not connected to {where}"))
+        for check in self._checks:
+            problems += check()
+        return HealthReport(tuple(problems), tuple(sorted(c.name for c in cameras)),
+                            tuple(models), connected, self._outbox(),
+                            sum(1 for c in cameras if c.name not in down))
+
+    def _camera(self, now: float, camera: CameraView) -> Problem | None:
+        subject = f"camera {camera.name}"
+        if camera.finished.is_set():
+            return Problem(subject, "ended", "source ended")
+        progress = self._progress.get(camera.name)
+        if progress is None:
+            return None
+        timeout = camera.cfg.timeout_s
+        why = camera_stall(now, progress, camera.alive_mono, camera.last_frame_mono, timeout)
+        if why:
+            return Problem(subject, "stalled", why, wedged=True)
+        # No fresh frame within the timeout: down (being retried), or not up yet.
+        since = camera.last_frame_mono or progress.started
+        if now - since > timeout or not camera.last_frame_mono:
+            what = "no frame for" if camera.last_frame_mono or now - since > timeout \
+                else "no frame yet after"
+            return Problem(subject, "stale", f"{what} {now - since:.1f}s")
+        return None

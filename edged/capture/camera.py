@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
-from edged.capture.roi import view
+from edged.capture.roi import clip_box, upright
 from edged.service.metrics import Metrics
 from edged.service.ratelimit import EpisodeLog
 from edged.inference.scheduler import Scheduler
-from edged.capture.sources import Frame, Source, make_source
+from edged.capture.sources import Source, make_source
+from edged.frame import Frame
 from edged.capture.sources.base import IDLE
 from edged.capture.sources.failures import KINDS, kind_of
 from edged.capture.sources.url import redact
@@ -39,6 +40,7 @@ class Camera:
         self._scheduler = scheduler
         self._metrics = metrics
         self._stop = threading.Event()
+        self._stop_deadline = 0.0
         self.finished = threading.Event()  # set when a finite source has ended
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
@@ -88,14 +90,23 @@ class Camera:
         self._thread.start()
 
     def use_scheduler(self, scheduler: Scheduler) -> None:
-        """Feed another model's workers from the next frame on (a reload swapped the model)."""
-        scheduler.add_camera(self.name, self.policy, self._tickets)
+        """Feed another model's workers from the next frame on (a reload swapped the model);
+        the lane keeps every setting, max_age_ms included."""
+        scheduler.add_camera(self.name, self.policy, self._tickets,
+                             max_age_s=self.cfg.max_age_ms / 1000)
         self._scheduler = scheduler
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def request_stop(self, timeout: float = 2.0) -> None:
+        """Signal the capture thread; stop() then waits until `timeout` after this call, so
+        many cameras signalled together are awaited together, not one after the other."""
+        if not self._stop.is_set():
+            self._stop_deadline = time.monotonic() + timeout
         self._stop.set()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.request_stop(timeout)
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, self._stop_deadline - time.monotonic()))
             if self._thread.is_alive():
                 log.warning("camera %s: capture thread did not stop within %.1fs", self.name,
                             timeout)
@@ -221,9 +232,12 @@ class Camera:
     def _submit(self, image, name: str | None) -> None:  # noqa: ANN001
         now = time.monotonic()
         cfg = self.cfg
+        box = None
         if cfg.rotate or cfg.flip != "none" or cfg.roi is not None:
             try:
-                image = view(image, cfg.rotate, cfg.flip, cfg.roi)
+                image = upright(image, cfg.rotate, cfg.flip)
+                if cfg.roi is not None:
+                    box = clip_box(cfg.roi, image.shape[1], image.shape[0])
             except ValueError as exc:
                 self._index += 1
                 self.last_frame_mono = now
@@ -234,7 +248,7 @@ class Camera:
         done = getattr(self._source, "done", None)
         on_done = (lambda: done(name)) if done is not None and name is not None else None
         frame = Frame(image=image, index=self._index, ts=time.time(), mono=now, name=name,
-                      on_done=on_done)
+                      on_done=on_done, box=box)
         self._index += 1
         self.last_frame_mono = now
         self.last_frame = frame

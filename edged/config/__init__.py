@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -445,6 +446,34 @@ class Config(_Strict):
             raise ValueError("at least one entry is needed")
         return v
 
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> Config:
+        """Rules between sections, here so that `Config.model_validate` applies them too.
+        load_config defers them (context cross_checks=False) to report them in line order
+        together with the file checks."""
+        if info.context is not None and not info.context.get("cross_checks", True):
+            return self
+        problems = cross_problems(self)
+        if problems:
+            raise ValueError(CROSS_CHECK + "\n".join(problems))
+        return self
+
+
+def cross_problems(cfg: Config) -> list[str]:
+    """Each problem between sections as `dotted.key: reason`."""
+    problems = []
+    for name, cam in cfg.cameras.items():
+        if cam.model not in cfg.models:
+            problems.append(f"cameras.{name}.model: no model named {cam.model!r} under "
+                            "models")
+        if cam.snapshot.enabled and not cfg.mqtt.state.enabled:
+            problems.append(f"cameras.{name}.snapshot.enabled: needs mqtt.state.enabled: "
+                            "snapshots follow state changes")
+    if cfg.web.enabled and not cfg.metrics.enabled:
+        problems.append("web.enabled: needs metrics.enabled: the live view is served on "
+                        "the metrics listener")
+    return problems
+
 
 def split_listen(listen: str) -> tuple[str, int]:
     """'host:port' or '[v6]:port' -> (host, port)."""
@@ -481,15 +510,25 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a YAML mapping of keys"])
     try:
-        cfg = Config.model_validate(data)
+        cfg = Config.model_validate(data, context={"cross_checks": False})
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, lines, exc)) from None
     return _resolve(cfg, path, lines)
 
 
+CROSS_CHECK = "between sections:\n"  # marks Config._cross_checks' message
+
+
 def _format_errors(path: Path, lines: dict, exc: ValidationError) -> list[str]:
     out: set[tuple[int, str]] = set()
     for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"] and msg.startswith(CROSS_CHECK):
+            for problem in msg.removeprefix(CROSS_CHECK).splitlines():
+                key, _, reason = problem.partition(": ")
+                loc = tuple(key.split("."))
+                out.add((line_for(lines, loc), f"{path}:{line_for(lines, loc)}: {key}: {reason}"))
+            continue
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         key = ".".join(str(p) for p in loc) or "(top)"
         if err["type"] == "extra_forbidden":
@@ -531,8 +570,6 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
             if not os.path.isfile(model.labels):
                 error(("models", name, "labels"), f"labels file not found: {model.labels}")
     for name, cam in cfg.cameras.items():
-        if cam.model not in cfg.models:
-            error(("cameras", name, "model"), f"no model named {cam.model!r} under models")
         if is_path_source(cam.source) and cam.type in (None, "video", "images"):
             cam.source = fix(str(cam.source))
     mqtt = cfg.mqtt
@@ -549,18 +586,14 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
                     error(("mqtt", "tls", key), f"file not found: {getattr(mqtt.tls, key)}")
     if mqtt.outbox.path is not None:
         mqtt.outbox.path = fix(mqtt.outbox.path)
-    if cfg.web.enabled and not cfg.metrics.enabled:
-        error(("web", "enabled"), "needs metrics.enabled: the live view is served on the "
-              "metrics listener")
-    for name, cam in cfg.cameras.items():
-        if cam.snapshot.enabled and not mqtt.state.enabled:
-            error(("cameras", name, "snapshot", "enabled"), "needs mqtt.state.enabled: "
-                  "snapshots follow state changes")
     auth = cfg.web.auth
     if auth is not None and auth.password_file is not None:
         auth.password_file = fix(auth.password_file)
         if not os.path.isfile(auth.password_file):
             error(("web", "auth", "password_file"), f"file not found: {auth.password_file}")
+    for problem in cross_problems(cfg):
+        key, _, reason = problem.partition(": ")
+        error(tuple(key.split(".")), reason)
     if errors:
         raise ConfigError([text for _, text in sorted(errors)])
     return cfg

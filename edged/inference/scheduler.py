@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from edged.capture.sources.base import Frame
+from edged.frame import Frame
 
 
 @dataclass
@@ -50,6 +50,12 @@ class Scheduler:
             self._lanes[camera].max_age_s = max_age_s
             if camera not in self._order:
                 self._order.append(camera)
+
+    def lane(self, camera: str) -> tuple[str, float] | None:
+        """(policy, max_age_s) of a camera's lane, or None: what health and tests read."""
+        with self._cond:
+            lane = self._lanes.get(camera)
+            return (lane.policy, lane.max_age_s) if lane is not None else None
 
     def remove_camera(self, camera: str, timeout: float) -> int:
         """Wait up to `timeout` for workers to take the camera's queued frames, then drop its

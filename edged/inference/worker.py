@@ -101,7 +101,7 @@ class WorkerPool:
                 self._deliver(Outcome(job, self.model, None))
                 continue
             try:
-                top, elapsed = classify(backend, self.model, job.frame.image, scratch)
+                top, elapsed = classify(backend, self.model, job.frame.region(), scratch)
                 histogram.observe(elapsed)
                 self._metrics.frames_processed.labels(job.camera).inc()
                 self._episodes.recovered("model %s: inference works again", self.model.name)

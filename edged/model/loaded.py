@@ -62,10 +62,12 @@ class LoadedModel:
             return None
         return "delegate" if isinstance(delegate, ExternalDelegateConfig) else delegate
 
-    def new_backend(self, metrics: object | None = None) -> Backend:
-        """A fresh, unstarted backend for one worker (with its CPU fallback when configured)."""
+    def new_backend(self, metrics: object | None = None, threads: int | None = None) -> Backend:
+        """A fresh, unstarted backend for one worker (with its CPU fallback when configured);
+        `threads` overrides the configured interpreter threads (`edged bench` tries several)."""
+        threads = self.threads if threads is None else threads
         if self.accelerator is None:
-            return get_backend(self.backend_key)(self.model_bytes, threads=self.threads,
+            return get_backend(self.backend_key)(self.model_bytes, threads=threads,
                                                  output_index=self.output_index, name=self.path)
         cfg = self.cfg
         assert cfg is not None and self.accel_state is not None
@@ -74,20 +76,21 @@ class LoadedModel:
         cpu_bytes = self.cpu_bytes
 
         def make_cpu() -> Backend:
-            return get_backend("cpu")(cpu_bytes, threads=self.threads,
+            return get_backend("cpu")(cpu_bytes, threads=threads,
                                       output_index=self.output_index,
                                       name=cfg.cpu_path or self.path)
 
-        return FallbackBackend(self._make_accelerator, make_cpu if cpu_bytes else None,
+        return FallbackBackend(lambda: self._make_accelerator(threads),
+                               make_cpu if cpu_bytes else None,
                                state=self.accel_state, policy=cfg.fallback, retry_s=cfg.retry_s,
                                invoke_timeout_s=cfg.invoke_timeout_s,
                                cpu_name=os.path.basename(cfg.cpu_path or self.path),
                                name=self.name)
 
-    def _make_accelerator(self) -> Backend:
+    def _make_accelerator(self, threads: int) -> Backend:
         cfg = self.cfg
         assert cfg is not None
-        common = {"threads": self.threads, "output_index": self.output_index, "name": self.path}
+        common = {"threads": threads, "output_index": self.output_index, "name": self.path}
         if isinstance(cfg.delegate, ExternalDelegateConfig):
             return get_backend("delegate")(self.model_bytes, library=cfg.delegate.library,
                                            options=cfg.delegate.options, **common)

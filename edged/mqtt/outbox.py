@@ -8,6 +8,7 @@ one order. When full (max_messages or max_bytes), the oldest rows are dropped an
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from edged.config import OutboxConfig
 from edged.errors import EdgedError
+from edged.mqtt.contract import Message
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ CREATE TABLE IF NOT EXISTS messages (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     created REAL NOT NULL,
-    model_sha256 TEXT
+    model_sha256 TEXT,
+    props TEXT
 );
 CREATE TABLE IF NOT EXISTS seqs (
     camera TEXT PRIMARY KEY,
@@ -46,14 +49,32 @@ CREATE TABLE IF NOT EXISTS seqs (
 @dataclass(frozen=True)
 class Row:
     id: int
-    camera: str
-    seq: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
+    message: Message
     created: float
-    model_sha256: str | None
+
+    @property
+    def camera(self) -> str:
+        return self.message.camera or ""
+
+    @property
+    def seq(self) -> int:
+        return self.message.seq if self.message.seq is not None else -1
+
+
+def _props_json(msg: Message) -> str | None:
+    return json.dumps([list(p) for p in msg.user_properties]) if msg.user_properties else None
+
+
+def _message(camera: str, seq: int, topic: str, payload: bytes, qos: int, retain: int,
+             created: float, model_sha256: str | None, props: str | None) -> Message:
+    """A stored row as the message it was. Rows written before 0.2 have no `props` column
+    value, only the model hash."""
+    if props:
+        user = tuple((str(k), str(v)) for k, v in json.loads(props))
+    else:
+        user = (("model_sha256", model_sha256),) if model_sha256 else ()
+    return Message(topic, bytes(payload), qos, bool(retain), "result", camera=camera, seq=seq,
+                   user_properties=user, created=created)
 
 
 def outbox_path(cfg: OutboxConfig, environ: dict[str, str] | None = None) -> str:
@@ -93,6 +114,9 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            if "props" not in columns:  # an outbox from before the column: keep its rows
+                db.execute("ALTER TABLE messages ADD COLUMN props TEXT")
             count, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()
             seqs = dict(db.execute("SELECT camera, next FROM seqs").fetchall())
@@ -116,17 +140,21 @@ class Outbox:
         with self._lock:
             return self._seqs.get(camera, 0)
 
-    def put(self, camera: str, seq: int, topic: str, payload: bytes, qos: int, retain: bool,
-            model_sha256: str | None = None) -> int:
-        """Store one result (and the camera's next seq) durably; returns its row id."""
+    def put(self, msg: Message) -> int:
+        """Store one result whole (and the camera's next seq) durably; returns its row id."""
+        camera, seq, payload = msg.camera, msg.seq, msg.payload
+        if camera is None or seq is None:
+            raise ValueError("only results (with a camera and a seq) go to the outbox")
+        created = msg.created if msg.created is not None else self._clock()
         with self._lock:
             db = self._require()
             db.execute("BEGIN")
             try:
                 cur = db.execute(
                     "INSERT INTO messages (camera, seq, topic, payload, qos, retain, created, "
-                    "model_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (camera, seq, topic, payload, qos, int(retain), self._clock(), model_sha256))
+                    "props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (camera, seq, msg.topic, payload, msg.qos, int(msg.retain), created,
+                     _props_json(msg)))
                 db.execute("INSERT INTO seqs (camera, next) VALUES (?, ?) ON CONFLICT(camera) "
                            "DO UPDATE SET next = excluded.next", (camera, seq + 1))
                 self._count += 1
@@ -175,10 +203,10 @@ class Outbox:
         """Up to `limit` rows with id > last_id, oldest first."""
         with self._lock:
             rows = self._require().execute(
-                "SELECT id, camera, seq, topic, payload, qos, retain, created, model_sha256 "
-                "FROM messages WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)).fetchall()
-        return [Row(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], bool(r[6]), r[7], r[8])
-                for r in rows]
+                "SELECT id, camera, seq, topic, payload, qos, retain, created, model_sha256, "
+                "props FROM messages WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+            ).fetchall()
+        return [Row(r[0], _message(*r[1:]), r[7]) for r in rows]
 
     def delete(self, ids: Iterable[int]) -> int:
         """Remove acknowledged rows (ids already gone, e.g. dropped, are ignored)."""

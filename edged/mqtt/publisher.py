@@ -6,23 +6,31 @@ reordering, the JSON encoding and the hand-off.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
+from edged.app.events import Events, ResultPublished
+from edged.mqtt.contract import Message, Topics, result_message, result_payload
 from edged.service.metrics import Metrics
-from edged.sinks.base import Sink
-from edged.capture.sources.base import Frame
-from edged.mqtt.topics import Topics
-from edged.inference.worker import Outcome
+
+if TYPE_CHECKING:  # only the outcome's data is read here, not the worker module
+    from edged.inference.worker import Outcome
 
 log = logging.getLogger(__name__)
 _STOP = object()
+
+
+class Link(Protocol):  # the MQTT link (or any sink with topics)
+    topics: Topics
+
+    def publish(self, msg: Message) -> None: ...
+    def first_seq(self, camera: str) -> int: ...
 
 
 @dataclass
@@ -32,46 +40,19 @@ class _Lane:
     waiting: dict[int, Outcome] = field(default_factory=dict)
 
 
-def result_payload(o: Outcome, seq: int, node_id: str, published_mono: float) -> dict:
-    labels = o.model.labels
-    top = o.top or []
-    index, score = top[0]
-    frame = o.job.frame
-    msg = {
-        "node_id": node_id,
-        "camera": o.job.camera,
-        "seq": seq,
-        "frame": frame.index,
-        "ts": round(frame.ts, 6),
-        "model": o.model.name,
-        "label": labels[index],
-        "index": index,
-        "score": round(score, 6),
-        "top_k": [{"label": labels[i], "index": i, "score": round(s, 6)} for i, s in top],
-        "inference_ms": round(o.inference_s * 1000, 3),
-        "latency_ms": round((published_mono - frame.mono) * 1000, 3),
-    }
-    if frame.name is not None:
-        msg["file"] = frame.name
-    return msg
-
-
 class Publisher:
-    def __init__(self, sink: Sink, topics: Topics, qos: int, metrics: Metrics) -> None:
-        self._sink = sink
-        self._topics = topics
+    def __init__(self, link: Link, events: Events, qos: int, retain: bool, expiry_s: int,
+                 metrics: Metrics) -> None:
+        self._link = link
+        self._events = events
         self._qos = qos
-        self.retain = False  # mqtt.result_retain
+        self._retain = retain  # mqtt.result_retain
+        self._expiry_s = expiry_s  # mqtt.message_expiry_s
         self._metrics = metrics
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lanes: dict[str, _Lane] = {}
         self._thread: threading.Thread | None = None
-        # Called with (camera, result dict) after each result is handed over (e.g. state).
-        self.listeners: list[Callable[[str, dict], None]] = []
         self._gate = threading.Lock()  # held while a result is handed to the sink
-        # The frame of each camera's newest result, set before the listeners run (so a
-        # state-change snapshot shows the very frame that changed the state).
-        self.last_frames: dict[str, Frame] = {}
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -79,9 +60,9 @@ class Publisher:
         with self._gate:
             yield
 
-    def use_sink(self, sink: Sink, topics: Topics, qos: int) -> None:
-        """Publish to another sink from now on; call inside hold(). Lanes and seq are kept."""
-        self._sink, self._topics, self._qos = sink, topics, qos
+    def configure(self, qos: int, retain: bool, expiry_s: int) -> None:
+        """New MQTT settings (a reload); call inside hold(). Lanes and seq are kept."""
+        self._qos, self._retain, self._expiry_s = qos, retain, expiry_s
 
     def submit(self, outcome: Outcome) -> None:
         """Called by workers; never blocks."""
@@ -115,7 +96,7 @@ class Publisher:
     def _accept(self, o: Outcome) -> None:
         lane = self._lanes.get(o.job.camera)
         if lane is None:  # seq continues where the sink's durable store left it
-            lane = self._lanes[o.job.camera] = _Lane(seq=self._sink.first_seq(o.job.camera))
+            lane = self._lanes[o.job.camera] = _Lane(seq=self._link.first_seq(o.job.camera))
         lane.waiting[o.job.ticket] = o
         while lane.next_ticket in lane.waiting:
             ready = lane.waiting.pop(lane.next_ticket)
@@ -130,16 +111,11 @@ class Publisher:
 
     def _emit(self, o: Outcome, lane: _Lane) -> None:
         now = time.monotonic()
-        payload = result_payload(o, lane.seq, self._topics.node_id, now)
-        data = json.dumps(payload, separators=(",", ":")).encode()
-        self._sink.publish(self._topics.result(o.job.camera), data, self._qos, self.retain,
-                           "result", camera=o.job.camera, seq=lane.seq,
-                           model_sha256=getattr(o.model, "sha256", None))
+        frame = o.job.frame
+        payload = result_payload(self._link.topics.node_id, o.job.camera, lane.seq, frame,
+                                 o.model.name, o.model.labels, o.top or [], o.inference_s, now)
+        self._link.publish(result_message(self._link.topics, payload, self._qos, self._retain,
+                                          getattr(o.model, "sha256", None), self._expiry_s))
         lane.seq += 1
-        self.last_frames[o.job.camera] = o.job.frame
-        for listener in self.listeners:
-            try:
-                listener(o.job.camera, payload)
-            except Exception:
-                log.exception("publisher: result listener failed")
-        self._metrics.latency_seconds.labels(o.job.camera).observe(now - o.job.frame.mono)
+        self._events.emit(ResultPublished(o.job.camera, frame, payload))
+        self._metrics.latency_seconds.labels(o.job.camera).observe(now - frame.mono)

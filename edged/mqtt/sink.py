@@ -8,7 +8,6 @@ outage (or from before a crash) leaves in seq order, and live results queue behi
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import ssl
@@ -19,8 +18,6 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edged.config import MqttConfig
 from edged.errors import EdgedError
@@ -28,18 +25,13 @@ from edged.service.metrics import Metrics
 from edged.mqtt.outbox import Outbox, Row
 from edged.service.ratelimit import EpisodeLog
 from edged.sinks.base import Sink
-from edged.mqtt.topics import Topics
+from edged.mqtt.contract import Message, Topics, properties, status_message
 
 log = logging.getLogger(__name__)
 
 _PROTOCOLS = {"v5": mqtt.MQTTv5, "v3.1.1": mqtt.MQTTv311}
-CONTENT_TYPE = "application/json"
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
-
-
-def status_payload(state: str) -> bytes:
-    return json.dumps({"state": state, "ts": round(time.time(), 3)}).encode()
 
 
 def tls_context(tls) -> ssl.SSLContext:  # noqa: ANN001 - TlsConfig
@@ -64,8 +56,12 @@ class MqttSink(Sink):
     key = "mqtt"
 
     def __init__(self, cfg: MqttConfig, topics: Topics, metrics: Metrics,
-                 outbox: Outbox | None = None, password: str | None = None) -> None:
+                 outbox: Outbox | None = None, password: str | None = None,
+                 on_connected: Callable[[], None] | None = None) -> None:
         self._cfg = cfg
+        # Runs on the sender thread after each connect, before `online` is published: the
+        # daemon turns it into the "broker connected" event that extensions join.
+        self._on_connected = on_connected
         self._topics = topics
         self._metrics = metrics
         self._outbox = outbox
@@ -82,7 +78,6 @@ class MqttSink(Sink):
         self._episodes = EpisodeLog(log)
         self._rng = random.Random()
         self._subscriptions: list[tuple[str, int, MessageHandler]] = []
-        self._connect_hooks: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
 
@@ -91,7 +86,7 @@ class MqttSink(Sink):
         return self._cfg.client_id or f"edged-{self._topics.node_id}"
 
     @property
-    def v5(self) -> bool:
+    def v5(self) -> bool:  # type: ignore[override]
         return self._cfg.protocol == "v5"
 
     # --- set-up by other components, before start() ------------------------------------------
@@ -103,15 +98,20 @@ class MqttSink(Sink):
         if client is not None and self._connected.is_set():
             client.subscribe(topic_filter, qos=qos)
 
+    def unsubscribe(self, handler: MessageHandler) -> None:
+        gone = {f for f, _, h in self._subscriptions if h == handler}
+        self._subscriptions = [s for s in self._subscriptions if s[2] != handler]
+        gone -= {f for f, _, _ in self._subscriptions}
+        client = self._client
+        if client is not None and self._connected.is_set():
+            for topic_filter in gone:
+                client.unsubscribe(topic_filter)
+
     def request_greet(self) -> None:
-        """Run the connect hooks and publish `online` again (e.g. Home Assistant restarted)."""
+        """Greet again: the connected event, then `online` (e.g. Home Assistant restarted)."""
         with self._lock:
             self._generation += 1
             self._lock.notify_all()
-
-    def add_connect_hook(self, hook: Callable[[], None]) -> None:
-        """Run on the sender thread after each connect, before `online` is published."""
-        self._connect_hooks.append(hook)
 
     def first_seq(self, camera: str) -> int:
         return self._outbox.next_seq(camera) if self._outbox is not None else 0
@@ -128,8 +128,9 @@ class MqttSink(Sink):
                 client.tls_insecure_set(True)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, self._password)
-        client.will_set(self._topics.status, status_payload("offline"), qos=cfg.status.qos,
-                        retain=cfg.status.retain, properties=self._props())
+        will = self._status("offline")
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain,
+                        properties=self._properties(will))
         self._set_backoff(client)
         # Room for state, status and replies besides the sender's window of results.
         client.max_inflight_messages_set(cfg.max_inflight + 100)
@@ -150,7 +151,6 @@ class MqttSink(Sink):
         # connect_async + loop_start: a broker that is down at start is retried, not fatal.
         client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
         client.loop_start()
-        client._thread.name = f"mqtt-{self.client_id}"  # paho names it generically
 
     def _set_backoff(self, client: mqtt.Client) -> None:
         # paho doubles from min to max; a random factor in [0.5, 1) per episode spreads a
@@ -226,54 +226,39 @@ class MqttSink(Sink):
 
     # --- publishing --------------------------------------------------------------------------
 
-    def _props(self, model_sha256: str | None = None, expiry_s: int | None = None,
-               response_topic: str | None = None, correlation: bytes | None = None
-               ) -> Properties | None:
-        if not self.v5:
-            return None
-        props = Properties(PacketTypes.PUBLISH)
-        props.ContentType = CONTENT_TYPE
-        if model_sha256:
-            props.UserProperty = [("model_sha256", model_sha256)]
-        if expiry_s:
-            props.MessageExpiryInterval = int(expiry_s)
-        if correlation is not None:
-            props.CorrelationData = correlation
-        return props
+    def _status(self, state: str) -> Message:
+        return status_message(self._topics, state, time.time(), self._cfg.status.qos,
+                              self._cfg.status.retain)
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
-                camera: str | None = None, seq: int | None = None,
-                model_sha256: str | None = None) -> None:
-        """Results (with camera and seq) at QoS >= 1 go to the outbox; the rest straight out."""
-        if self._outbox is not None and qos > 0 and camera is not None and seq is not None:
-            self._outbox.put(camera, seq, topic, payload, qos, retain, model_sha256)
+    def _properties(self, msg: Message, remaining_expiry_s: int | None = None):  # noqa: ANN202
+        return properties(msg, remaining_expiry_s) if self.v5 else None
+
+    def publish(self, msg: Message) -> None:
+        """Results at QoS >= 1 go to the outbox (kept until acknowledged); the rest straight
+        out, or dropped and counted when QoS 0 meets no connection."""
+        if self._outbox is not None and msg.durable:
+            self._outbox.put(msg)
             with self._lock:
                 self._lock.notify_all()
             return
-        expiry = self._cfg.message_expiry_s if topic_class == "result" else None
-        self._send(topic, payload, qos, retain, topic_class, None,
-                   self._props(model_sha256, expiry))
+        self._send(msg, None, self._properties(msg))
 
-    def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
-                    properties: Properties | None = None) -> bool:
+    def publish_now(self, msg: Message) -> bool:
         """Send only while connected (retained state is re-sent on reconnect anyway)."""
         if not self._connected.is_set():
             return False
-        self._send(topic, payload, qos, retain, topic_class, None,
-                   properties if properties is not None else self._props())
+        self._send(msg, None, self._properties(msg))
         return True
 
-    def reply_properties(self, correlation: bytes | None) -> Properties | None:
-        return self._props(correlation=correlation)
-
-    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
-              row_id: int | None, properties: Properties | None) -> None:
+    def _send(self, msg: Message, row_id: int | None, props: object) -> None:
         client = self._client
         if client is None:
             raise RuntimeError("mqtt sink not started")
+        topic_class = msg.kind
         # Never hold our lock while calling paho: its ack path takes its lock, then ours.
-        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        info = client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain,
+                              properties=props)
+        if msg.qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             self._metrics.mqtt_failed.labels(topic_class).inc()
             return  # QoS 0 is fire-and-forget: paho drops it while disconnected
         with self._lock:
@@ -318,14 +303,14 @@ class MqttSink(Sink):
                 self._stop.wait(1.0)
 
     def _greet(self) -> None:
-        """After each connect: retained states and discovery (hooks), then `online`."""
-        for hook in self._connect_hooks:
+        """After each connect: retained states and discovery (the connected event), then
+        `online`, so that a consumer seeing `online` has the current picture."""
+        if self._on_connected is not None:
             try:
-                hook()
+                self._on_connected()
             except Exception:
-                log.exception("mqtt: on-connect hook failed")
-        self.publish_now(self._topics.status, status_payload("online"), self._cfg.status.qos,
-                         self._cfg.status.retain, "status")
+                log.exception("mqtt: on-connect handler failed")
+        self.publish_now(self._status("online"))
 
     def _feed(self, last_id: int) -> int:
         assert self._outbox is not None
@@ -342,8 +327,7 @@ class MqttSink(Sink):
                 self._outbox.delete([row.id])
                 self._metrics.outbox_dropped.labels("expired").inc()
                 continue
-            self._send(row.topic, row.payload, row.qos, row.retain, "result", row.id,
-                       self._props(row.model_sha256, remaining))
+            self._send(row.message, row.id, self._properties(row.message, remaining))
         return last_id
 
     @staticmethod
@@ -398,8 +382,7 @@ class MqttSink(Sink):
             if not self.flush(timeout):
                 log.warning("mqtt: %d messages not acknowledged at exit%s", self.unacknowledged,
                             "; kept in the outbox" if self._outbox is not None else "")
-            if self.publish_now(self._topics.status, status_payload("stopped"),
-                                self._cfg.status.qos, self._cfg.status.retain, "status"):
+            if self.publish_now(self._status("stopped")):
                 self.flush(2.0, outbox=False)
         elif self.unacknowledged:
             log.warning("mqtt: broker unreachable at exit; %d messages not delivered%s",

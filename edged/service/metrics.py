@@ -127,13 +127,14 @@ class MetricsServer:
     """Serves /metrics and /healthz in a named thread; stop() closes the socket."""
 
     def __init__(self, metrics: Metrics, host: str, port: int,
-                 readiness: Callable[[], dict] | None = None) -> None:
+                 readiness: Callable[[], dict] | None = None,
+                 mounts: list[tuple[Callable[[str], bool], Callable]] | None = None) -> None:
         self._metrics, self._host, self._port = metrics, host, port
         self._readiness = readiness  # -> {"ready": bool, "problems": [...], ...}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         # Other WSGI apps on this listener (e.g. the live view): (path predicate, app).
-        self.mounts: list[tuple[Callable[[str], bool], Callable]] = []
+        self._mounts = list(mounts or [])
 
     def start(self) -> None:
         metrics_app = make_wsgi_app(self._metrics.registry)
@@ -164,7 +165,7 @@ class MetricsServer:
     def _mounted(self, fallback: Callable) -> Callable:
         def app(environ, start_response):
             path = environ.get("PATH_INFO") or "/"
-            for handles, mounted in self.mounts:
+            for handles, mounted in self._mounts:
                 if handles(path):
                     return mounted(environ, start_response)
             return fallback(environ, start_response)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+from edged.mqtt.contract import Message
 from edged.sinks.base import Sink
 
 
@@ -16,18 +17,21 @@ class NullSink(Sink):
         self._lock = threading.Lock()
         self.results = 0
         self.latencies_ms: list[float] = []
+        self.messages: dict[str, int] = {}  # per kind, e.g. {"result": 600, "state": 12}
 
     def start(self) -> None:
         pass
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool, topic_class: str,
-                **_: object) -> None:
-        if topic_class != "result":
-            return
-        latency = json.loads(payload)["latency_ms"]
+    def publish(self, msg: Message) -> None:
         with self._lock:
-            self.results += 1
-            self.latencies_ms.append(latency)
+            self.messages[msg.kind] = self.messages.get(msg.kind, 0) + 1
+            if msg.kind == "result":
+                self.results += 1
+                self.latencies_ms.append(json.loads(msg.payload)["latency_ms"])
+
+    def publish_now(self, msg: Message) -> bool:
+        self.publish(msg)
+        return True
 
     def take(self) -> tuple[int, list[float]]:
         """Results and latencies since the last call."""
@@ -35,9 +39,6 @@ class NullSink(Sink):
             taken = self.results, self.latencies_ms
             self.results, self.latencies_ms = 0, []
         return taken
-
-    def outbox_stats(self) -> tuple[int, int, float]:
-        return 0, 0, 0.0
 
     @property
     def connected(self) -> bool:

@@ -25,7 +25,6 @@ from edged.app.daemon import Daemon
 from edged.errors import EdgedError
 from edged.model.loaded import LoadedModel, load_model
 from edged.sinks.null import NullSink
-from edged.mqtt.topics import Topics
 
 
 @dataclass
@@ -73,8 +72,7 @@ def settings(cores: int) -> list[tuple[int, int]]:
 
 def bench_invoke(model: LoadedModel, threads: int, workers: int, seconds: float,
                  tick: threading.Event) -> InvokeResult:
-    model.threads = threads
-    backends = [model.new_backend() for _ in range(workers)]
+    backends = [model.new_backend(threads=threads) for _ in range(workers)]
     for b in backends:
         b.start()
     times: list[list[float]] = [[] for _ in backends]
@@ -111,17 +109,6 @@ def bench_invoke(model: LoadedModel, threads: int, workers: int, seconds: float,
     return InvokeResult(threads, workers, n / elapsed, percentile(flat, 50), percentile(flat, 99))
 
 
-class _BenchDaemon(Daemon):
-    """The daemon's pipeline with results counted instead of sent."""
-
-    def __init__(self, cfg: Config, sink: NullSink) -> None:
-        super().__init__(cfg, CollectorRegistry())
-        self._null = sink
-
-    def _make_sink(self, cfg: Config, topics: Topics):  # noqa: ANN202
-        return self._null
-
-
 def _pipeline_config(model: ModelConfig, video: str, threads: int, workers: int,
                      paced: bool) -> Config:
     m = model.model_dump()
@@ -138,8 +125,9 @@ def bench_pipeline(model: ModelConfig, video: str, threads: int, workers: int,
                    seconds: float | None) -> tuple[float, list[float]]:
     """(results/s, latencies in ms): the whole file unpaced when seconds is None, else paced."""
     sink = NullSink()
-    daemon = _BenchDaemon(_pipeline_config(model, video, threads, workers, seconds is not None),
-                          sink)
+    # The daemon's own pipeline, with results counted instead of sent.
+    daemon = Daemon(_pipeline_config(model, video, threads, workers, seconds is not None),
+                    CollectorRegistry(), sink_factory=lambda *_: sink)
     stop = threading.Event()
     runner = threading.Thread(target=daemon.run, args=(stop,), name="bench-daemon")
     runner.start()

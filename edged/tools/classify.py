@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 from pydantic import ValidationError
 
+from edged.mqtt.contract import classify_row
 from edged.config import ModelConfig
 from edged.errors import EdgedError
 from edged.tools.evaluation import Evaluation, labelled_images
@@ -85,11 +86,9 @@ def _print_result(path: str, top: list[tuple[int, float]], times: tuple[float, f
     """times: (invoke seconds, read+preprocess+invoke+postprocess seconds)."""
     best, score = top[0]
     if as_json:
-        row = {"image": path, "label": labels[best], "index": best, "score": round(score, 6),
-               "inference_ms": round(times[0] * 1000, 3)}
+        row = classify_row(path, labels, top, times[0])  # the fields of a daemon result
         if timing:
             row["total_ms"] = round(times[1] * 1000, 3)
-        row["top_k"] = [{"label": labels[i], "index": i, "score": round(s, 6)} for i, s in top]
         bar.write(json.dumps(row))
         return
     lines = [f"{path}: {labels[best]} ({score:.4f})"]

@@ -77,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     msub.add_parser("list", help="the catalogue of well-known models")
     pull = msub.add_parser("pull", help="download a model (and its labels), verified")
     pull.add_argument("name", metavar="NAME|URL")
-    pull.add_argument("--sha256", help="expected sha256 of the file (required for URLs "
-                                       "unless --insecure-no-hash)")
+    pull.add_argument("--sha256", help="expected sha256 of the file; without it (a URL, or an "
+                                       "entry with no pinned hash) the hash received is printed")
     pull.add_argument("-o", "--output-dir", default=".", help="folder to write to (default .)")
     pull.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress bar on stderr (default: on a terminal)")

@@ -1,4 +1,4 @@
-"""Pure image helpers for the live view and snapshots: region of interest, scaling, JPEG."""
+"""Pure image helpers for the live view and snapshots: the classified box outlined, scaling, JPEG."""
 
 from __future__ import annotations
 
@@ -7,23 +7,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from edged.frame import Box
+
 ROI_COLOR = (0, 200, 255)  # BGR amber: visible on most scenes
-
-
-def roi_rect(roi: Sequence[float] | None, width: int, height: int
-             ) -> tuple[int, int, int, int] | None:
-    """The ROI `[x, y, w, h]` as integer pixels clipped to the frame, or None when unset or
-    empty after clipping. Values all in 0..1 with one below 1 are fractions of the frame."""
-    if roi is None or len(roi) != 4:
-        return None
-    x, y, w, h = (float(v) for v in roi)
-    if all(0 <= v <= 1 for v in (x, y, w, h)) and min(w, h) < 1:
-        x, y, w, h = x * width, y * height, w * width, h * height
-    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1 - x0, y1 - y0
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -45,29 +31,18 @@ def fit_width(image: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
-def view_image(image: np.ndarray, roi: Sequence[float] | None, max_width: int) -> np.ndarray:
-    """What the live view shows: the frame scaled to `max_width` with the ROI outlined.
-    Never modifies `image` (it is the camera's frame, shared with inference)."""
-    h, w = image.shape[:2]
-    rect = roi_rect(roi, w, h)
+def view_image(image: np.ndarray, box: Box | None, max_width: int) -> np.ndarray:
+    """What the live view shows: the upright frame scaled to `max_width` with the classified
+    box (the frame's own, in its pixels) outlined. Never modifies `image`: it is the camera's
+    frame, shared with inference."""
     out, scale = fit_width(as_bgr(image), max_width)
-    if rect is not None:
+    if box is not None:
         if out is image:
             out = image.copy()
-        x, y, rw, rh = (int(round(v * scale)) for v in rect)
+        x, y, rw, rh = (int(round(v * scale)) for v in box)
         thickness = max(2, out.shape[1] // 200)  # survives JPEG chroma subsampling
         cv2.rectangle(out, (x, y), (x + rw - 1, y + rh - 1), ROI_COLOR, thickness)
     return out
-
-
-def crop_roi(image: np.ndarray, roi: Sequence[float] | None) -> np.ndarray:
-    """The ROI of the frame (the whole frame when no ROI is set)."""
-    h, w = image.shape[:2]
-    rect = roi_rect(roi, w, h)
-    if rect is None:
-        return image
-    x, y, rw, rh = rect
-    return image[y:y + rh, x:x + rw]
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

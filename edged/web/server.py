@@ -1,7 +1,8 @@
 """The live view: a small page, per-camera MJPEG streams and snapshots on the metrics listener.
 
 Costs nothing while nobody watches: the view keeps only references (each camera's newest frame
-lives on the Camera, the newest result is stored by a publisher listener) and encodes a JPEG
+lives on the Camera, read through the camera set; the newest result comes with the "result
+published" event the view joins while it runs) and encodes a JPEG
 only when a viewer asks, at most `stream_fps` times a second per camera, one encoding shared by
 every viewer of that camera.
 """
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import unquote
 
+from edged.app.events import Events, ResultPublished
 from edged.config import WebConfig
+from edged.frame import Frame
 from edged.web.imaging import encode_jpeg, view_image
-from edged.capture.sources.base import Frame
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,8 @@ class JpegCache:
     """One camera's newest view JPEG. Viewers share it; a new frame is encoded at most once
     per `min_interval` seconds, under a lock so concurrent viewers wait for one encoding."""
 
-    def __init__(self, roi: object, max_width: int, quality: int, min_interval: float,
+    def __init__(self, max_width: int, quality: int, min_interval: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._roi = roi
         self._max_width = max_width
         self._quality = quality
         self._min_interval = min_interval
@@ -103,7 +104,7 @@ class JpegCache:
             if cached is not None and (cached.key == key
                                        or now - cached.at < self._min_interval):
                 return cached
-            image = view_image(frame.image, self._roi, self._max_width)
+            image = view_image(frame.image, frame.box, self._max_width)
             self._cached = Encoded(encode_jpeg(image, self._quality), key, now)
             self.encodings += 1
             return self._cached
@@ -130,37 +131,46 @@ class _Stream:
 
 
 class LiveView:
-    """The WSGI app mounted on the metrics listener, plus the publisher listener that keeps
-    each camera's newest result. start()/stop() are the component lifecycle: stop() ends every
-    stream within about one frame interval."""
+    """The WSGI app mounted on the metrics listener, and an extension that joins "result
+    published" to keep each camera's newest result. start()/stop() are the component
+    lifecycle: stop() ends every stream within about one frame interval."""
 
-    def __init__(self, cfg: WebConfig, node_id: str, cameras: list, registry,  # noqa: ANN001
-                 state=None, password: str | None = None,  # noqa: ANN001
+    def __init__(self, cfg: WebConfig, node_id: str, cameras, registry,  # noqa: ANN001
+                 events: Events, state=None, password: str | None = None,  # noqa: ANN001
                  listen: Callable[[], tuple[str, int]] = lambda: ("127.0.0.1", 0),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._cfg = cfg
         self._node_id = node_id
-        self._cameras = {c.name: c for c in cameras}  # Camera: name, cfg, last_frame
+        self._cameras = cameras  # the camera set: names, get(name) -> Camera, last_frame
         self._registry = registry  # prometheus CollectorRegistry, for camera up
+        self._events = events
         self._state = state  # StateTracker or None
         self._password = password
         self._listen = listen  # (host, port) once the listener is up
         self._clock = clock
+        self._lock = threading.Lock()
         self._results: dict[str, dict] = {}
-        self._result_times: dict[str, deque[float]] = {
-            name: deque(maxlen=_FPS_WINDOW) for name in self._cameras}
-        self._caches = {c.name: JpegCache(getattr(c.cfg, "roi", None), cfg.max_width,
-                                          cfg.jpeg_quality, 1.0 / cfg.stream_fps, clock)
-                        for c in cameras}
+        self._result_times: dict[str, deque[float]] = {}
+        self._caches: dict[str, JpegCache] = {}  # made on first view of a camera
         self._stop = threading.Event()
         self._streams = 0
         self._streams_cond = threading.Condition()
         self._pages: dict[str, bytes] = {}
 
+    def _cache(self, camera: str) -> JpegCache:
+        with self._lock:
+            cache = self._caches.get(camera)
+            if cache is None:
+                cache = self._caches[camera] = JpegCache(
+                    self._cfg.max_width, self._cfg.jpeg_quality, 1.0 / self._cfg.stream_fps,
+                    self._clock)
+            return cache
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._stop.clear()
+        self._events.subscribe(ResultPublished, self.on_result)
         host, port = self._listen()
         warning = exposure_warning(host, port, self._password is not None)
         if warning:
@@ -170,6 +180,7 @@ class LiveView:
 
     def stop(self, timeout: float = 2.0) -> None:
         """End every stream (their threads notice within a frame interval) and wait briefly."""
+        self._events.unsubscribe(ResultPublished, self.on_result)
         self._stop.set()
         deadline = self._clock() + timeout
         with self._streams_cond:
@@ -180,12 +191,12 @@ class LiveView:
 
     # --- fed by the publisher thread ----------------------------------------------------------
 
-    def on_result(self, camera: str, result: dict) -> None:
-        """Publisher listener: keeps a reference and a time stamp, nothing else."""
-        self._results[camera] = result
-        times = self._result_times.get(camera)
-        if times is not None:
-            times.append(self._clock())
+    def on_result(self, event: ResultPublished) -> None:
+        """Keeps a reference and a time stamp, nothing else."""
+        self._results[event.camera] = event.result
+        with self._lock:
+            times = self._result_times.setdefault(event.camera, deque(maxlen=_FPS_WINDOW))
+        times.append(self._clock())
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -227,7 +238,7 @@ class LiveView:
 
     def _snapshot(self, camera: str, start_response: StartResponse,
                   method: str) -> Iterable[bytes]:
-        encoded = self._caches[camera].get(self._cameras[camera].last_frame)
+        encoded = self._cache(camera).get(self._cameras.last_frame(camera))
         if encoded is None:
             return _plain(start_response, "503 Service Unavailable", "no frame yet\n",
                           [("Retry-After", "1")])
@@ -262,13 +273,13 @@ class LiveView:
     def _frames(self, camera: str) -> Iterator[bytes]:
         """MJPEG parts: a new frame at most every 1/stream_fps s; the same one again every
         couple of seconds so a viewer that left is noticed; ends when the view stops."""
-        cache, cam = self._caches[camera], self._cameras[camera]
+        cache = self._cache(camera)
         interval = 1.0 / self._cfg.stream_fps
         last_key: tuple[int, float] | None = None
         last_sent = -1e9
         yield b"--" + BOUNDARY + b"\r\n"
         while not self._stop.is_set():
-            encoded = cache.get(cam.last_frame)
+            encoded = cache.get(self._cameras.last_frame(camera))
             now = self._clock()
             if encoded is not None and (encoded.key != last_key or now - last_sent > _KEEPALIVE_S):
                 last_key, last_sent = encoded.key, now
@@ -288,9 +299,10 @@ class LiveView:
     def status(self) -> dict:
         now = self._clock()
         cameras = []
-        for name, cam in self._cameras.items():
+        for cam in self._cameras:
+            name = cam.name
             result = self._results.get(name) or {}
-            times = list(self._result_times[name])
+            times = list(self._result_times.get(name, ()))
             fps = 0.0
             if len(times) >= 2 and now - times[-1] < 2.0:
                 fps = (len(times) - 1) / max(times[-1] - times[0], 1e-6)
@@ -301,9 +313,9 @@ class LiveView:
                      "frame": None if frame is None else frame.index,
                      "label": result.get("label"), "score": result.get("score"),
                      "state": None, "state_score": None, "state_since": None,
-                     "roi": getattr(cam.cfg, "roi", None)}
-            if self._state is not None and name in self._state.cameras:
-                st = self._state.payload(name)
+                     "roi": None if frame is None or frame.box is None else list(frame.box)}
+            st = self._state.payload(name) if self._state is not None else None
+            if st is not None:
                 entry.update(state=st["state"], state_score=st["score"], state_since=st["since"])
             cameras.append(entry)
         return {"node_id": self._node_id, "stream_fps": self._cfg.stream_fps,

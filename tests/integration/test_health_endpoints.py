@@ -43,7 +43,7 @@ class Running:
     def __enter__(self) -> Running:
         self.thread.start()
         deadline = time.monotonic() + 20
-        while not self.daemon._ready:
+        while not self.daemon.ready:
             assert self.thread.is_alive() and time.monotonic() < deadline
             time.sleep(0.05)
         return self

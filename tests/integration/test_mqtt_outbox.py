@@ -15,22 +15,29 @@ from prometheus_client import CollectorRegistry
 from edged.config import OutboxConfig, load_config
 from edged.app.daemon import Daemon
 from edged.errors import EdgedError
+from edged.mqtt.contract import Message
 from edged.mqtt.outbox import Outbox, outbox_path
 from tests.conftest import demo_config, edged, start_edged, write_config
 from tests.helpers.durable import DurableSubscriber, first_seen, persistent_broker
 
 # --- the store ---------------------------------------------------------------------------------
 
+def result(camera: str, seq: int, topic: str, payload: bytes, sha: str | None = None) -> Message:
+    props = (("model_sha256", sha),) if sha else ()
+    return Message(topic, payload, 1, False, "result", camera=camera, seq=seq,
+                   user_properties=props)
+
+
 def test_rows_come_back_in_order_and_seq_survives_reopen(tmp_path):
     box = Outbox(str(tmp_path / "o.db"), 100, 10**6)
     box.open()
     for seq in range(5):
-        box.put("a", seq, "t/a", b"x%d" % seq, 1, False, "abc")
-    box.put("b", 0, "t/b", b"y", 1, False)
+        box.put(result("a", seq, "t/a", b"x%d" % seq, "abc"))
+    box.put(result("b", 0, "t/b", b"y"))
     rows = box.after(0, 100)
     assert [(r.camera, r.seq) for r in rows] == [("a", 0), ("a", 1), ("a", 2), ("a", 3),
                                                    ("a", 4), ("b", 0)]
-    assert rows[0].payload == b"x0" and rows[0].model_sha256 == "abc"
+    assert rows[0].message == result("a", 0, "t/a", b"x0", "abc")  # kept whole
     assert [r.seq for r in box.after(rows[2].id, 2)] == [3, 4]
     assert box.delete([rows[0].id, rows[1].id, 999999]) == 2
     box.close()
@@ -50,7 +57,7 @@ def test_full_outbox_drops_oldest_by_count_and_by_bytes(tmp_path, caplog):
     box.open()
     with caplog.at_level(logging.WARNING, "edged.mqtt.outbox"):
         for seq in range(25):
-            box.put("a", seq, "t", b"p", 1, False)
+            box.put(result("a", seq, "t", b"p"))
     assert [r.seq for r in box.after(0, 100)] == list(range(15, 25))
     assert sum(dropped) == 15 and box.count == 10
     assert len([r for r in caplog.records if "is full" in r.message]) == 1  # once per episode
@@ -58,9 +65,31 @@ def test_full_outbox_drops_oldest_by_count_and_by_bytes(tmp_path, caplog):
     by_bytes = Outbox(str(tmp_path / "b.db"), 1000, 1024)
     by_bytes.open()
     for seq in range(10):
-        by_bytes.put("a", seq, "t", b"z" * 300, 1, False)
+        by_bytes.put(result("a", seq, "t", b"z" * 300))
     assert by_bytes.size_bytes <= 1024 and [r.seq for r in by_bytes.after(0, 99)] == [7, 8, 9]
     by_bytes.close()
+
+
+def test_outbox_from_before_the_props_column_replays_with_its_model_hash(tmp_path):
+    """Users upgrade in place: rows an older edged wrote keep their model hash."""
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.executescript("""
+        CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL,
+            seq INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
+            qos INTEGER NOT NULL, retain INTEGER NOT NULL, created REAL NOT NULL,
+            model_sha256 TEXT);
+        CREATE TABLE seqs (camera TEXT PRIMARY KEY, next INTEGER NOT NULL);
+        INSERT INTO messages (camera, seq, topic, payload, qos, retain, created, model_sha256)
+            VALUES ('a', 7, 't/a', x'7b7d', 1, 0, 1.0, 'feed');
+        INSERT INTO seqs VALUES ('a', 8);""")
+    db.close()
+    box = Outbox(str(tmp_path / "old.db"), 100, 10**6)
+    box.open()
+    [row] = box.after(0, 10)
+    assert row.message == result("a", 7, "t/a", b"{}", "feed") and box.next_seq("a") == 8
+    box.put(result("a", 8, "t/a", b"{}", "beef"))
+    assert box.after(row.id, 10)[0].message.user_properties == (("model_sha256", "beef"),)
+    box.close()
 
 
 def test_outbox_path_default_and_state_directory(tmp_path):

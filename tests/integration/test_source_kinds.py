@@ -18,7 +18,8 @@ from edged.errors import SourceError
 from edged.capture.roi import crop, view
 from edged.service.metrics import Metrics
 from edged.capture.sources import make_source
-from edged.capture.sources.base import IDLE, Frame
+from edged.capture.sources.base import IDLE
+from edged.frame import Frame
 from edged.capture.sources.failures import SourceFailure, kind_of, status_kind
 from edged.capture.sources.ffmpeg import capture_options
 from edged.capture.sources.gstreamer import GStreamerSource, opencv_has_gstreamer

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from edged.capture.sources.base import SOURCES, Frame, Source, make_source
+from edged.capture.sources.base import SOURCES, Source, make_source
 
-__all__ = ["SOURCES", "Frame", "Source", "make_source"]
+__all__ = ["SOURCES", "Source", "make_source"]

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
+
 from edged.capture.sources.url import redact
 
 SOURCES: dict[str, type[Source]] = {}
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # BGR (or gray) uint8, as decoded
-    index: int  # position in its source, from 0
-    ts: float  # capture wall time, epoch seconds
-    mono: float  # capture time on the monotonic clock (for ages and latency)
-    name: str | None = None  # file name, for image folders
-    on_done: Callable[[], None] | None = None  # called once its result is handed on
 
 
 class _Idle:

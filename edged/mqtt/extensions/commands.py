@@ -13,20 +13,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
+from edged.frame import Frame
 from edged.inference.backends import Backend
-from edged.service.metrics import Metrics
-from edged.model.loaded import LoadedModel
-from edged.service.ratelimit import EpisodeLog
-from edged.capture.sources import Frame
-from edged.mqtt.extensions.state import StateTracker
-from edged.mqtt.topics import Topics
 from edged.inference.worker import classify
+from edged.model.loaded import LoadedModel
+from edged.mqtt.contract import Message, Topics, command_result, reply_message
+from edged.mqtt.extensions.state import StateTracker
+from edged.service.metrics import Metrics
+from edged.service.ratelimit import EpisodeLog
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,19 @@ FIELDS = {"id"}  # the only request field: echoed in the reply (handy under MQTT
 _QUEUE_SIZE = 4096
 
 
-class FrameSource(Protocol):
-    last_frame: Frame | None
+class Cameras(Protocol):  # the camera set
+    def last_frame(self, camera: str) -> Frame | None: ...
+    def model_of(self, camera: str) -> LoadedModel | None: ...
+    def __contains__(self, camera: object) -> bool: ...
+
+
+class Link(Protocol):
+    topics: Topics
+    v5: bool
+
+    def publish_now(self, msg: Message) -> bool: ...
+    def subscribe(self, topic_filter: str, handler: Any, qos: int = 1) -> None: ...
+    def unsubscribe(self, handler: Any) -> None: ...
 
 
 class CommandError(Exception):
@@ -75,32 +85,20 @@ def parse_request(payload: bytes) -> dict[str, Any]:
 
 
 class CommandHandler:
-    def __init__(self, sink, topics: Topics, cameras: Mapping[str, FrameSource],  # noqa: ANN001
-                 models: Mapping[str, LoadedModel], state: StateTracker | None,
+    def __init__(self, link: Link, cameras: Cameras, state: StateTracker | None,
                  metrics: Metrics) -> None:
-        self._sink = sink  # MqttSink
-        self._topics = topics
-        self._cameras = cameras
-        self._models = models  # camera -> its model
+        self._link = link
+        self._cameras = cameras  # the camera set: frames and models as they are now
         self._state = state
         self._metrics = metrics
         self._queue: queue.Queue[Request | None] = queue.Queue(_QUEUE_SIZE)
         self._thread: threading.Thread | None = None
-        self._backends: dict[str, Backend] = {}  # model name -> a backend of its own
+        self._backends: dict[tuple[str, str], Backend] = {}  # (model, sha256) -> its own
         self._episodes = EpisodeLog(log)
-
-    def use_sink(self, sink, topics: Topics) -> None:  # noqa: ANN001 - MqttSink
-        """Answer through another sink (an MQTT reload); subscribes there once running."""
-        self._sink, self._topics = sink, topics
-        if self._thread is not None:
-            sink.subscribe(self.topic_filter, self._on_message)
-
-    def use_state(self, state: StateTracker | None) -> None:
-        self._state = state
 
     @property
     def topic_filter(self) -> str:
-        return self._topics.command("+", "+")
+        return self._link.topics.command("+", "+")
 
     def start(self) -> None:
         for reason in ("too_large", "bad_json", "unknown_field", "bad_field", "unknown_camera",
@@ -108,9 +106,10 @@ class CommandHandler:
             self._metrics.command_errors.labels(reason)
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self._thread.start()
-        self._sink.subscribe(self.topic_filter, self._on_message)
+        self._link.subscribe(self.topic_filter, self._on_message)
 
     def stop(self, timeout: float = 3.0) -> None:
+        self._link.unsubscribe(self._on_message)
         if self._thread is not None:
             try:
                 self._queue.put(None, timeout=timeout)
@@ -149,7 +148,7 @@ class CommandHandler:
                 log.exception("commands: request on %s/%s failed", request.camera, request.name)
 
     def _handle(self, req: Request) -> None:
-        reply: dict[str, Any] = {"node_id": self._topics.node_id, "camera": req.camera,
+        reply: dict[str, Any] = {"node_id": self._link.topics.node_id, "camera": req.camera,
                                  "command": req.name}
         try:
             if req.too_large:
@@ -180,43 +179,33 @@ class CommandHandler:
         self._metrics.commands.labels(name if name in COMMANDS else "unknown", "error").inc()
 
     def _classify(self, camera: str) -> dict[str, Any]:
-        frame = self._cameras[camera].last_frame
-        if frame is None:
+        frame = self._cameras.last_frame(camera)
+        model = self._cameras.model_of(camera)
+        if frame is None or model is None:
             raise CommandError("no_frame", "the camera has not delivered a frame yet")
-        model = self._models[camera]
-        backend = self._backends.get(model.name)
+        key = (model.name, model.sha256)  # a reload that swaps the file gets a new backend
+        backend = self._backends.get(key)
         try:
             if backend is None:
                 backend = model.new_backend()
                 backend.start()
-                self._backends[model.name] = backend
-            top, elapsed = classify(backend, model, frame.image)
+                self._backends[key] = backend
+            top, elapsed = classify(backend, model, frame.region())
         except Exception as exc:  # noqa: BLE001 - the reply says why
             raise CommandError("failed", f"classification failed: {exc}") from None
-        index, score = top[0]
-        labels = model.labels
-        result = {"frame": frame.index, "ts": round(frame.ts, 6), "model": model.name,
-                  "label": labels[index], "index": index, "score": round(score, 6),
-                  "top_k": [{"label": labels[i], "index": i, "score": round(s, 6)}
-                            for i, s in top],
-                  "inference_ms": round(elapsed * 1000, 3),
-                  "age_ms": round((time.monotonic() - frame.mono) * 1000, 3)}
-        if frame.name is not None:
-            result["file"] = frame.name
-        return result
+        return command_result(frame, model.name, model.labels, top, elapsed, time.monotonic())
 
     def _current_state(self, camera: str) -> dict[str, Any]:
         if self._state is None:
             raise CommandError("failed", "state is disabled (mqtt.state.enabled: false)")
         self._state.publish(camera)  # and re-publish it, retained
-        return self._state.payload(camera)
+        payload = self._state.payload(camera)
+        if payload is None:
+            raise CommandError("failed", f"camera {camera!r} has no state")
+        return payload
 
     def _reply(self, req: Request, reply: dict[str, Any]) -> None:
-        data = json.dumps(reply, separators=(",", ":")).encode()
-        if self._sink.v5 and req.response_topic:
-            topic = req.response_topic
-            props = self._sink.reply_properties(req.correlation)
-        else:
-            topic = self._topics.reply(req.camera, req.name)
-            props = None
-        self._sink.publish_now(topic, data, 1, False, "reply", properties=props)
+        # MQTT v5: to the response topic with the correlation data; else the reply topic.
+        response = req.response_topic if self._link.v5 else None
+        self._link.publish_now(reply_message(self._link.topics, req.camera, req.name, reply,
+                                             response, req.correlation))

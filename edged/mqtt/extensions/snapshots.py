@@ -1,29 +1,35 @@
 """JPEG snapshots over MQTT: on a state change to a configured label, the frame that changed it,
 retained at {prefix}/{node_id}/{camera}/snapshot and capped in size.
 
-The state tracker calls `on_change` on the publisher thread; encoding happens on this
-component's own thread so publishing never waits for a JPEG encoder.
+An extension: it joins "state changed" (on the publisher thread: it only keeps a reference)
+and "broker connected" (each camera's last snapshot again); encoding happens on its own
+thread so publishing never waits for a JPEG encoder. Cameras and their snapshot settings are
+read from the camera set at each change, so cameras added or changed by a reload are seen.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
+from edged.app.events import BrokerConnected, Events, StateChanged
 from edged.config import CameraConfig
 from edged.errors import EdgedError
-from edged.web.imaging import crop_roi, encode_capped
+from edged.frame import Frame
+from edged.mqtt.contract import Message, Topics, snapshot_message
 from edged.mqtt.extensions.smoothing import UNKNOWN
-from edged.capture.sources.base import Frame
-from edged.mqtt.topics import Topics
+from edged.web.imaging import encode_capped
 
 log = logging.getLogger(__name__)
-CONTENT_TYPE = "image/jpeg"
+
+
+class Link(Protocol):
+    topics: Topics
+
+    def publish_now(self, msg: Message) -> bool: ...
 
 
 def check_snapshot_labels(camera: str, cfg: CameraConfig, labels: list[str]) -> None:
@@ -47,44 +53,42 @@ class Snapshotter:
     than JPEGs can be made, older ones are superseded: the topic is retained, the newest
     counts) and each camera's last snapshot, sent again after every broker connect."""
 
-    def __init__(self, sink, topics: Topics, cameras: Mapping[str, CameraConfig],  # noqa: ANN001
-                 frames: Mapping[str, Frame]) -> None:
-        self._sink = sink  # MqttSink: publish_now, v5
-        self._topics = topics
-        self._cameras = {name: cfg for name, cfg in cameras.items() if cfg.snapshot.enabled}
-        self._frames = frames  # the publisher's frame of each camera's newest result
+    def __init__(self, link: Link, events: Events,
+                 camera_config: Callable[[str], CameraConfig | None]) -> None:
+        self._link = link
+        self._events = events
+        self._camera_config = camera_config  # the camera set's current config of a camera
         self._cond = threading.Condition()
         self._pending: dict[str, _Pending] = {}
-        self._last: dict[str, tuple[bytes, Properties | None]] = {}
+        self._last: dict[str, Message] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.superseded = 0  # changes replaced by a newer one before they were sent
 
-    def use_sink(self, sink, topics: Topics) -> None:  # noqa: ANN001 - MqttSink
-        """Publish through another sink from now on (an MQTT reload)."""
-        self._sink, self._topics = sink, topics
-
-    def on_change(self, camera: str, state: str, result: dict) -> None:
-        """StateTracker change listener (publisher thread): only hands over a reference."""
-        cfg = self._cameras.get(camera)
-        if cfg is None or (cfg.snapshot.labels and state not in cfg.snapshot.labels):
+    def _on_change(self, event: StateChanged) -> None:
+        """Publisher thread: only hands over a reference."""
+        cfg = self._camera_config(event.camera)
+        if cfg is None or not cfg.snapshot.enabled or event.frame is None:
             return
-        frame = self._frames.get(camera)
-        if frame is None:
+        if cfg.snapshot.labels and event.state not in cfg.snapshot.labels:
             return
         with self._cond:
-            if camera in self._pending:
+            if event.camera in self._pending:
                 self.superseded += 1
-            self._pending[camera] = _Pending(frame, state, result)
+            self._pending[event.camera] = _Pending(event.frame, event.state, event.result)
             self._cond.notify()
 
     def start(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
         self._thread.start()
+        self._events.subscribe(StateChanged, self._on_change)
+        self._events.subscribe(BrokerConnected, self._republish)
 
     def stop(self, timeout: float = 3.0) -> None:
         """Send what is pending, then end the thread."""
+        self._events.unsubscribe(StateChanged, self._on_change)
+        self._events.unsubscribe(BrokerConnected, self._republish)
         if self._thread is None:
             return
         self._stop.set()
@@ -95,12 +99,10 @@ class Snapshotter:
             log.warning("snapshots: thread did not stop within %.1fs", timeout)
         self._thread = None
 
-    def republish(self) -> None:
-        """Broker connect hook: each camera's last snapshot again (missed while offline)."""
-        for camera, (data, props) in list(self._last.items()):
-            cfg = self._cameras[camera].snapshot
-            self._sink.publish_now(self._topics.snapshot(camera), data, cfg.qos, True,
-                                   "snapshot", props)
+    def _republish(self, _: BrokerConnected) -> None:
+        """Each camera's last snapshot again (missed while offline)."""
+        for msg in list(self._last.values()):
+            self._link.publish_now(msg)
 
     def _run(self) -> None:
         while True:
@@ -116,25 +118,14 @@ class Snapshotter:
                 log.exception("snapshots: camera %s: snapshot failed", camera)
 
     def _send(self, camera: str, item: _Pending) -> None:
-        cfg = self._cameras[camera]
-        image = item.frame.image
-        if cfg.snapshot.roi_only:
-            image = crop_roi(image, getattr(cfg, "roi", None))
-        data = encode_capped(image, cfg.snapshot.max_bytes)
-        props = self._properties(item)
-        self._last[camera] = (data, props)
-        self._sink.publish_now(self._topics.snapshot(camera), data, cfg.snapshot.qos, True,
-                               "snapshot", props)
-        log.debug("snapshots: camera %s: %s, %d bytes", camera, item.state, len(data))
-
-    def _properties(self, item: _Pending) -> Properties | None:
-        """MQTT v5: the content type and what the picture shows, as user properties."""
-        if not getattr(self._sink, "v5", False):
-            return None
-        props = Properties(PacketTypes.PUBLISH)
-        props.ContentType = CONTENT_TYPE
-        r = item.result
-        props.UserProperty = [("state", item.state), ("label", str(r.get("label"))),
-                              ("score", str(r.get("score"))), ("seq", str(r.get("seq"))),
-                              ("frame", str(item.frame.index)), ("ts", str(r.get("ts")))]
-        return props
+        cfg = self._camera_config(camera)
+        if cfg is None:
+            return  # removed by a reload meanwhile
+        # The frame's own box: the very pixels the model classified.
+        image = item.frame.region() if cfg.snapshot.roi_only else item.frame.image
+        msg = snapshot_message(self._link.topics, camera,
+                               encode_capped(image, cfg.snapshot.max_bytes), cfg.snapshot.qos,
+                               item.state, item.result, item.frame.index)
+        self._last[camera] = msg
+        self._link.publish_now(msg)
+        log.debug("snapshots: camera %s: %s, %d bytes", camera, item.state, len(msg.payload))

@@ -1,98 +1,121 @@
-"""Each camera's retained state: the smoothed label, published on change and on reconnect."""
+"""Each camera's retained state: the smoothed label, published on change and on reconnect.
+
+An extension: it joins "result published" (smooths, and on a change publishes the state and
+emits "state changed") and "broker connected" (re-publishes every state, retained).
+"""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from edged.app.events import BrokerConnected, Events, ResultPublished, StateChanged
 from edged.config import SmoothingConfig, StateTopicConfig
-from edged.service.metrics import Metrics
+from edged.mqtt.contract import Message, Topics, state_message, state_payload
 from edged.mqtt.extensions.smoothing import UNKNOWN, Smoother
-from edged.mqtt.topics import Topics
+from edged.service.metrics import Metrics
 
 
-class StateSink(Protocol):
-    def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool,
-                    topic_class: str) -> bool: ...
+class Link(Protocol):
+    topics: Topics
+
+    def publish_now(self, msg: Message) -> bool: ...
+
+
+class SmoothingSource(Protocol):  # the camera set
+    def names(self) -> list[str]: ...
+
+    def smoothing(self, camera: str) -> SmoothingConfig | None: ...
+
+
+def _smoother(s: SmoothingConfig) -> Smoother:
+    return Smoother(s.method, s.window, s.min_votes, s.min_score)
 
 
 class StateTracker:
-    """Fed by the publisher thread (`observe`); read by the sender and command threads."""
+    """Fed on the publisher thread; read by the sender and command threads."""
 
-    def __init__(self, sink: StateSink, topics: Topics, cfg: StateTopicConfig,
-                 smoothing: dict[str, SmoothingConfig], metrics: Metrics,
+    def __init__(self, link: Link, events: Events, cfg: StateTopicConfig,
+                 cameras: SmoothingSource, metrics: Metrics,
                  clock: Callable[[], float] = time.time) -> None:
-        self._sink = sink
-        self._topics = topics
+        self._link = link
+        self._events = events
         self._cfg = cfg
+        self._cameras = cameras  # each camera's smoothing settings, as configured now
         self._metrics = metrics
         self._clock = clock
         self._lock = threading.Lock()
-        self._smoothers = {cam: Smoother(s.method, s.window, s.min_votes, s.min_score)
-                           for cam, s in smoothing.items()}
-        start = clock()
-        self._since = {cam: start for cam in smoothing}
-        self._seq: dict[str, int | None] = {cam: None for cam in smoothing}
-        # Called with (camera, new state, the result that changed it) on the publisher
-        # thread after each change; must be quick (e.g. snapshots hand off to their thread).
-        self.change_listeners: list[Callable[[str, str, dict], None]] = []
+        self._smoothers: dict[str, tuple[SmoothingConfig, Smoother]] = {}
+        self._since: dict[str, float] = {}
+        self._seq: dict[str, int | None] = {}
 
-    def use_sink(self, sink: StateSink, topics: Topics) -> None:
-        """Publish through another sink from now on (an MQTT reload)."""
-        self._sink, self._topics = sink, topics
+    def start(self) -> None:
+        self._events.subscribe(ResultPublished, self._on_result)
+        self._events.subscribe(BrokerConnected, self._on_connected)
 
-    def add_camera(self, camera: str, smoothing: SmoothingConfig) -> None:
-        """Track a camera added by a reload (an existing one keeps its state)."""
+    def stop(self) -> None:
+        self._events.unsubscribe(ResultPublished, self._on_result)
+        self._events.unsubscribe(BrokerConnected, self._on_connected)
+
+    def _tracked(self, camera: str) -> Smoother | None:
+        """The camera's smoother; a new one for a new camera or changed smoothing (a reload),
+        while a camera whose smoothing did not change keeps its state. Lock held."""
+        settings = self._cameras.smoothing(camera)
+        if settings is None:
+            return None
+        entry = self._smoothers.get(camera)
+        if entry is None or entry[0] != settings:
+            entry = self._smoothers[camera] = (settings, _smoother(settings))
+            self._since[camera] = self._clock()
+            self._seq[camera] = None
+        return entry[1]
+
+    def payload(self, camera: str) -> dict | None:
+        """The camera's current state (None for a camera edged does not have)."""
         with self._lock:
-            if camera not in self._smoothers:
-                s = smoothing
-                self._smoothers[camera] = Smoother(s.method, s.window, s.min_votes, s.min_score)
-                self._since[camera] = self._clock()
-                self._seq[camera] = None
+            sm = self._tracked(camera)
+            if sm is None:
+                return None
+            return state_payload(self._link.topics.node_id, camera, sm.state, sm.score,
+                                 self._since[camera], self._seq[camera], sm.method,
+                                 self._clock())
 
-    def payload(self, camera: str) -> dict:
-        with self._lock:
-            sm = self._smoothers[camera]
-            return {"node_id": self._topics.node_id, "camera": camera, "state": sm.state,
-                    "score": sm.score, "since": round(self._since[camera], 6),
-                    "seq": self._seq[camera], "method": sm.method,
-                    "ts": round(self._clock(), 6)}
-
-    def observe(self, camera: str, result: dict) -> None:
-        """One published result; publishes the state when it changed."""
+    def _on_result(self, event: ResultPublished) -> None:
+        result = event.result
         scores = {t["label"]: t["score"] for t in result.get("top_k", [])}
         with self._lock:
-            sm = self._smoothers.get(camera)
+            sm = self._tracked(event.camera)
             if sm is None:
                 return
             before = sm.state
             after = sm.update(result["label"], result["score"], scores)
             changed = after != before
             if changed:
-                self._since[camera] = result.get("ts", self._clock())
-                self._seq[camera] = result.get("seq")
+                self._since[event.camera] = result.get("ts", self._clock())
+                self._seq[event.camera] = result.get("seq")
         if changed:
-            self._metrics.state_changes.labels(camera).inc()
-            self.publish(camera)
-            for listener in self.change_listeners:
-                listener(camera, after, result)
+            self._metrics.state_changes.labels(event.camera).inc()
+            self.publish(event.camera)
+            self._events.emit(StateChanged(event.camera, after, result, event.frame))
 
     def publish(self, camera: str) -> bool:
-        data = json.dumps(self.payload(camera), separators=(",", ":")).encode()
-        return self._sink.publish_now(self._topics.state(camera), data, self._cfg.qos,
-                                      self._cfg.retain, "state")
+        payload = self.payload(camera)
+        if payload is None:
+            return False
+        return self._link.publish_now(state_message(self._link.topics, payload, self._cfg.qos,
+                                                    self._cfg.retain))
 
-    def republish(self) -> None:
+    def _on_connected(self, _: BrokerConnected) -> None:
         """On every (re)connect: every camera's current state, retained."""
-        for camera in list(self._smoothers):
+        for camera in self.cameras:
             self.publish(camera)
 
     @property
     def cameras(self) -> list[str]:
-        return list(self._smoothers)
+        """The cameras with a state: every camera of the pipeline, as it is now."""
+        return [c for c in self._cameras.names() if self._cameras.smoothing(c) is not None]
 
 
 __all__ = ["UNKNOWN", "StateTracker"]

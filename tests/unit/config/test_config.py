@@ -580,3 +580,18 @@ def test_cli_env_pointing_at_missing_file(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"{missing}: cannot read config: No such file or directory"]
+
+
+def test_cross_section_rules_hold_for_model_validate_too():
+    """The rules between sections live in the pydantic model, not only in load_config."""
+    from pydantic import ValidationError
+
+    from edged.config import Config
+
+    with pytest.raises(ValidationError, match=r"cameras\.c\.model: no model named 'nope'"):
+        Config.model_validate({"models": {"m": {"path": "x.tflite"}},
+                               "cameras": {"c": {"source": 0, "model": "nope"}}})
+    with pytest.raises(ValidationError, match=r"web\.enabled: needs metrics\.enabled"):
+        Config.model_validate({"models": {"m": {"path": "x.tflite"}},
+                               "cameras": {"c": {"source": 0, "model": "m"}},
+                               "web": {"enabled": True}, "metrics": {"enabled": False}})

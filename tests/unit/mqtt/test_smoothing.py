@@ -15,8 +15,10 @@ from edged.mqtt.extensions.smoothing import (
     majority_state,
     vote,
 )
+from edged.app.events import BrokerConnected, Events, ResultPublished, StateChanged
+from edged.frame import Frame
 from edged.mqtt.extensions.state import StateTracker
-from edged.mqtt.topics import Topics
+from edged.mqtt.contract import Topics
 from tests.helpers.schemas import validate
 
 
@@ -63,34 +65,75 @@ def test_smoothing_config_rejects_more_votes_than_window():
         SmoothingConfig(window=2, min_votes=3)
 
 
-class _Sink:
+class _Link:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, int, bool]] = []
+        self.topics = Topics("edged", "n")
+        self.sent = []
 
-    def publish_now(self, topic, payload, qos, retain, topic_class):  # noqa: ANN001, ANN201
-        self.sent.append((topic, payload, qos, retain))
+    def publish_now(self, msg):  # noqa: ANN001, ANN201
+        self.sent.append(msg)
         return True
+
+
+class _Cameras:
+    def __init__(self, **smoothing: SmoothingConfig) -> None:
+        self.by_name = smoothing
+
+    def names(self) -> list[str]:
+        return list(self.by_name)
+
+    def smoothing(self, camera: str) -> SmoothingConfig | None:
+        return self.by_name.get(camera)
+
+
+def _result(events: Events, camera: str, seq: int, label: str, frame: Frame) -> None:
+    events.emit(ResultPublished(camera, frame, {
+        "label": label, "score": 0.9, "ts": 50.0 + seq, "seq": seq,
+        "top_k": [{"label": label, "score": 0.9}]}))
 
 
 def test_state_tracker_publishes_only_on_change_with_since():
     import json
 
-    sink = _Sink()
+    import numpy as np
+
+    link, events = _Link(), Events()
     clock = iter(range(1000, 2000)).__next__
-    tracker = StateTracker(sink, Topics("edged", "n"), StateTopicConfig(),
-                           {"cam": SmoothingConfig(window=3, min_votes=2)}, Metrics(),
+    cameras = _Cameras(cam=SmoothingConfig(window=3, min_votes=2))
+    tracker = StateTracker(link, events, StateTopicConfig(), cameras, Metrics(),
                            clock=lambda: float(clock()))
+    changes: list[StateChanged] = []
+    events.subscribe(StateChanged, changes.append)
+    frames = [Frame(np.zeros((2, 2, 3), np.uint8), i, 0.0, 0.0) for i in range(4)]
     for seq, lab in enumerate("aaab"):
-        tracker.observe("cam", {"label": lab, "score": 0.9, "ts": 50.0 + seq, "seq": seq,
-                                "top_k": [{"label": lab, "score": 0.9}]})
-    assert len(sink.sent) == 1  # unknown -> a once; the single b changes nothing
-    topic, payload, qos, retain = sink.sent[0]
-    msg = json.loads(payload)
-    assert topic == "edged/n/cam/state" and retain and qos == 1
-    assert msg["state"] == "a" and msg["since"] == 51.0 and msg["seq"] == 1
-    validate("state", msg)
-    tracker.republish()
-    assert len(sink.sent) == 2
+        _result(events, "cam", seq, lab, frames[seq])
+    assert link.sent == []  # not started: it has not joined the events
+    tracker.start()
+    for seq, lab in enumerate("aaab"):
+        _result(events, "cam", seq, lab, frames[seq])
+    assert len(link.sent) == 1  # unknown -> a once; the single b changes nothing
+    msg = link.sent[0]
+    payload = json.loads(msg.payload)
+    assert msg.topic == "edged/n/cam/state" and msg.retain and msg.qos == 1
+    assert payload["state"] == "a" and payload["since"] == 51.0 and payload["seq"] == 1
+    validate("state", payload)
+    # The change event carries the frame that changed the state (snapshots use it).
+    assert [(c.camera, c.state, c.frame) for c in changes] == [("cam", "a", frames[1])]
+    events.emit(BrokerConnected())
+    assert len(link.sent) == 2  # re-published on connect
+    # A camera added by a reload is tracked from its first result; a changed smoothing
+    # starts afresh, an unchanged one keeps its state.
+    cameras.by_name["door"] = SmoothingConfig(method="none")
+    _result(events, "door", 0, "b", frames[0])
+    assert json.loads(link.sent[-1].payload)["camera"] == "door"
+    assert tracker.payload("cam")["state"] == "a"
+    cameras.by_name["cam"] = SmoothingConfig(method="none")
+    assert tracker.payload("cam")["state"] == UNKNOWN
+    tracker.stop()
+    before = len(link.sent)
+    _result(events, "door", 1, "c", frames[1])
+    events.emit(BrokerConnected())
+    assert len(link.sent) == before  # left the events
 
 
 def test_command_request_schema():

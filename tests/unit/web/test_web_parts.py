@@ -1,5 +1,5 @@
-"""The live view's and snapshots' parts on their own: ROI, scaling, JPEG size cap, the shared
-encoding, basic auth, the exposure warning, and the config errors."""
+"""The live view's and snapshots' parts on their own: the classified box, scaling, JPEG size
+cap, the shared encoding, basic auth, the exposure warning, and the config errors."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from edged.app.cameras import CameraSet
+from edged.app.events import Events, ResultPublished
 from edged.config import WebConfig
-from edged.web.imaging import ROI_COLOR, crop_roi, encode_capped, roi_rect, view_image
-from edged.capture.sources.base import Frame
+from edged.frame import Frame
+from edged.web.imaging import ROI_COLOR, encode_capped, view_image
 from edged.web.server import JpegCache, LiveView, check_basic_auth, exposure_warning, is_loopback
 from tests.conftest import demo_config, edged, write_config
 
@@ -31,19 +33,17 @@ class _Clock:
         return self.t
 
 
-def test_roi_rect_pixels_fractions_and_clipping():
-    assert roi_rect(None, 320, 240) is None
-    assert roi_rect([10, 20, 100, 50], 320, 240) == (10, 20, 100, 50)
-    assert roi_rect([0.25, 0.5, 0.5, 0.25], 320, 240) == (80, 120, 160, 60)
-    assert roi_rect([300, 200, 100, 100], 320, 240) == (300, 200, 20, 40)  # clipped
-    assert roi_rect([400, 0, 10, 10], 320, 240) is None  # outside the frame
-    assert roi_rect([1, 2, 3], 320, 240) is None
+def _cameras(*cams: SimpleNamespace) -> CameraSet:
+    cameras = CameraSet()
+    for cam in cams:
+        cameras.add(cam, None)  # type: ignore[arg-type]
+    return cameras
 
 
 def test_view_image_scales_and_outlines_roi_without_touching_the_frame():
     frame = np.zeros((240, 320, 3), np.uint8)
     before = frame.copy()
-    out = view_image(frame, [40, 40, 80, 60], max_width=160)
+    out = view_image(frame, (40, 40, 80, 60), max_width=160)
     assert out.shape == (120, 160, 3)
     assert np.array_equal(frame, before)  # the camera's frame is shared with inference
     assert tuple(out[20, 30]) == ROI_COLOR  # left edge of the ROI, at half scale
@@ -52,10 +52,13 @@ def test_view_image_scales_and_outlines_roi_without_touching_the_frame():
     assert view_image(gray, None, 640).shape == (240, 320, 3)  # never scaled up; colour
 
 
-def test_crop_roi():
-    frame = _noise(240, 320)
-    assert crop_roi(frame, [10, 20, 100, 50]).shape == (50, 100, 3)
-    assert crop_roi(frame, None) is frame
+def test_frame_region_is_a_view_of_its_box():
+    image = _noise(240, 320)
+    frame = Frame(image, 0, 0.0, 0.0, box=(10, 20, 100, 50))
+    region = frame.region()
+    assert region.shape == (50, 100, 3) and np.shares_memory(region, image)
+    assert np.array_equal(region, image[20:70, 10:110])
+    assert Frame(image, 0, 0.0, 0.0).region() is image
 
 
 def test_encode_capped_fits_and_decodes():
@@ -72,7 +75,7 @@ def test_encode_capped_fits_and_decodes():
 
 def test_jpeg_cache_shares_one_encoding_and_caps_the_rate():
     clock = _Clock()
-    cache = JpegCache(None, 640, 75, min_interval=0.25, clock=clock)
+    cache = JpegCache(640, 75, min_interval=0.25, clock=clock)
     f1 = Frame(_noise(60, 80, 1), 1, 0.0, 1.0)
     f2 = Frame(_noise(60, 80, 2), 2, 0.0, 2.0)
     assert cache.get(None) is None
@@ -106,10 +109,11 @@ def test_loopback_and_exposure_warning():
     assert "WITHOUT authentication" in exposure_warning("0.0.0.0", 9108, auth=False)
 
 
-def _view(host: str, password: str | None, cameras: list) -> LiveView:
+def _view(host: str, password: str | None, cameras: CameraSet,
+          events: Events | None = None) -> LiveView:
     cfg = WebConfig(enabled=True, auth={"username": "op", "password_env": "X"}
                     if password else None)
-    return LiveView(cfg, "n", cameras, CollectorRegistry(), None, password,
+    return LiveView(cfg, "n", cameras, CollectorRegistry(), events or Events(), None, password,
                     lambda: (host, 9108))
 
 
@@ -118,7 +122,7 @@ def test_start_warns_once_when_exposed_without_auth(caplog):
     for host, password, warned in (("0.0.0.0", None, True), ("0.0.0.0", "pw", False),
                                    ("127.0.0.1", None, False)):
         caplog.clear()
-        view = _view(host, password, [])
+        view = _view(host, password, _cameras())
         view.start()
         view.stop()
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -129,17 +133,20 @@ def test_start_warns_once_when_exposed_without_auth(caplog):
 
 
 def test_nobody_watching_means_no_encoding():
-    cam = SimpleNamespace(name="a", cfg=SimpleNamespace(roi=[0, 0, 10, 10]), last_frame=None)
-    view = _view("127.0.0.1", None, [cam])
+    cam = SimpleNamespace(name="a", cfg=SimpleNamespace(), last_frame=None)
+    events = Events()
+    view = _view("127.0.0.1", None, _cameras(cam), events)
     view.start()
     for i in range(100):  # frames and results flow; nobody asks
-        cam.last_frame = Frame(_noise(60, 80, i), i, 0.0, float(i))
-        view.on_result("a", {"label": "ok", "score": 0.9})
-    assert view._caches["a"].encodings == 0
+        cam.last_frame = Frame(_noise(60, 80, i), i, 0.0, float(i), box=(0, 0, 10, 10))
+        events.emit(ResultPublished("a", cam.last_frame, {"label": "ok", "score": 0.9}))
+    assert "a" not in view._caches  # no cache, no encoding
     status = view.status()
     assert status["cameras"][0]["label"] == "ok" and status["cameras"][0]["roi"] == [0, 0, 10, 10]
-    assert view._caches["a"].encodings == 0  # the status page does not encode either
+    assert "a" not in view._caches  # the status page does not encode either
     view.stop()
+    events.emit(ResultPublished("a", cam.last_frame, {"label": "bad", "score": 0.5}))
+    assert view.status()["cameras"][0]["label"] == "ok"  # stopped: left the events
 
 
 # --- config errors: one line naming the key, no traceback --------------------------------
@@ -191,7 +198,7 @@ def test_unknown_snapshot_label_and_unset_password_env_stop_the_run(tmp_path):
 
 
 def test_snapshot_endpoint_outlines_the_roi_over_http():
-    """The view's HTTP path with a camera whose config carries `roi` (as live sources add)."""
+    """The view's HTTP path with a camera whose frames carry a box."""
     import urllib.request
 
     from edged.service.metrics import Metrics, MetricsServer
@@ -201,13 +208,13 @@ def test_snapshot_endpoint_outlines_the_roi_over_http():
     ok, image = video.read()
     video.release()
     assert ok
-    cam = SimpleNamespace(name="qc", cfg=SimpleNamespace(roi=[80, 60, 160, 120]),
-                          last_frame=Frame(image, 0, 0.0, 1.0))
+    # The camera crops with its box once, at capture; the view outlines that very box.
+    cam = SimpleNamespace(name="qc", cfg=SimpleNamespace(),
+                          last_frame=Frame(image, 0, 0.0, 1.0, box=(80, 60, 160, 120)))
     metrics = Metrics()
-    server = MetricsServer(metrics, "127.0.0.1", 0)
-    view = LiveView(WebConfig(enabled=True), "n", [cam], metrics.registry, None, None,
-                    lambda: ("127.0.0.1", server.port))
-    server.mounts.append((view.handles, view.app))
+    view = LiveView(WebConfig(enabled=True), "n", _cameras(cam), metrics.registry, Events(),
+                    None, None, lambda: ("127.0.0.1", server.port))
+    server = MetricsServer(metrics, "127.0.0.1", 0, mounts=[(view.handles, view.app)])
     server.start()
     view.start()
     try:

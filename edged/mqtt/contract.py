@@ -1,0 +1,233 @@
+"""The MQTT contract, in one place: topics, every payload edged publishes, and the MQTT v5
+properties that go with them. docs/schemas holds the JSON Schema of each payload; the tests
+validate what these builders make against them.
+
+Everything here is pure: builders take plain values and return a `Message` (or a dict for a
+payload a command reply embeds), so that the publisher, commands, `edged classify`, state,
+Home Assistant and snapshots can never drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged import __version__
+from edged.frame import Frame
+
+JSON = "application/json"
+JPEG = "image/jpeg"
+TopK = Sequence[tuple[int, float]]  # (class index, score), best first
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic layout: {prefix}/{node_id}/..."""
+
+    prefix: str
+    node_id: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}/{self.node_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    def result(self, camera: str) -> str:
+        return f"{self.root}/{camera}/result"
+
+    def state(self, camera: str) -> str:
+        return f"{self.root}/{camera}/state"
+
+    def snapshot(self, camera: str) -> str:
+        return f"{self.root}/{camera}/snapshot"
+
+    def command(self, camera: str, name: str) -> str:
+        return f"{self.root}/{camera}/cmd/{name}"
+
+    def reply(self, camera: str, name: str) -> str:
+        return f"{self.root}/{camera}/reply/{name}"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message, whole: what the sink sends and the durable outbox keeps."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    kind: str  # result, state, status, reply, discovery, snapshot: the metrics' topic class
+    camera: str | None = None
+    seq: int | None = None  # results: the outbox keeps these in seq order per camera
+    user_properties: tuple[tuple[str, str], ...] = ()
+    content_type: str = JSON
+    expiry_s: int | None = None  # MQTT v5 message expiry, counted from `created`
+    correlation: bytes | None = None  # MQTT v5 correlation data of a command reply
+    created: float | None = field(default=None, compare=False)  # epoch s, for the expiry
+
+    @property
+    def durable(self) -> bool:
+        """Results at QoS >= 1 go through the outbox; everything else is sent or re-sent."""
+        return self.kind == "result" and self.qos > 0 and self.camera is not None \
+            and self.seq is not None
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def properties(msg: Message, remaining_expiry_s: int | None = None) -> Any:  # noqa: ANN401
+    """MQTT v5 PUBLISH properties for `msg` (paho's Properties)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = msg.content_type
+    if msg.user_properties:
+        props.UserProperty = list(msg.user_properties)
+    expiry = remaining_expiry_s if remaining_expiry_s is not None else msg.expiry_s
+    if expiry:
+        props.MessageExpiryInterval = int(expiry)
+    if msg.correlation is not None:
+        props.CorrelationData = msg.correlation
+    return props
+
+
+# --- classifications -----------------------------------------------------------------------
+
+def classification(labels: Sequence[str], top: TopK) -> dict[str, Any]:
+    """label, index, score and top_k of one classification (shared by every payload)."""
+    index, score = top[0]
+    return {"label": labels[index], "index": index, "score": round(score, 6),
+            "top_k": [{"label": labels[i], "index": i, "score": round(s, 6)} for i, s in top]}
+
+
+def result_payload(node_id: str, camera: str, seq: int, frame: Frame, model: str,
+                   labels: Sequence[str], top: TopK, inference_s: float,
+                   published_mono: float) -> dict[str, Any]:
+    """docs/schemas/result.schema.json"""
+    msg: dict[str, Any] = {"node_id": node_id, "camera": camera, "seq": seq,
+                           "frame": frame.index, "ts": round(frame.ts, 6), "model": model}
+    msg.update(classification(labels, top))
+    msg["inference_ms"] = round(inference_s * 1000, 3)
+    msg["latency_ms"] = round((published_mono - frame.mono) * 1000, 3)
+    if frame.name is not None:
+        msg["file"] = frame.name
+    return msg
+
+
+def result_message(topics: Topics, payload: dict[str, Any], qos: int, retain: bool,
+                   model_sha256: str | None, expiry_s: int | None,
+                   created: float | None = None) -> Message:
+    props = (("model_sha256", model_sha256),) if model_sha256 else ()
+    return Message(topics.result(payload["camera"]), encode(payload), qos, retain, "result",
+                   camera=payload["camera"], seq=payload["seq"], user_properties=props,
+                   expiry_s=expiry_s or None, created=created)
+
+
+def command_result(frame: Frame, model: str, labels: Sequence[str], top: TopK,
+                   inference_s: float, now_mono: float) -> dict[str, Any]:
+    """The `result` of a classify command reply (docs/schemas/command-reply.schema.json)."""
+    out: dict[str, Any] = {"frame": frame.index, "ts": round(frame.ts, 6), "model": model}
+    out.update(classification(labels, top))
+    out["inference_ms"] = round(inference_s * 1000, 3)
+    out["age_ms"] = round((now_mono - frame.mono) * 1000, 3)
+    if frame.name is not None:
+        out["file"] = frame.name
+    return out
+
+
+def classify_row(image: str, labels: Sequence[str], top: TopK, inference_s: float
+                 ) -> dict[str, Any]:
+    """One line of `edged classify --json`: the same fields as a result."""
+    row: dict[str, Any] = {"image": image}
+    row.update(classification(labels, top))
+    row["inference_ms"] = round(inference_s * 1000, 3)
+    return row
+
+
+# --- state, status, replies ------------------------------------------------------------------
+
+def state_payload(node_id: str, camera: str, state: str, score: float, since: float,
+                  seq: int | None, method: str, ts: float) -> dict[str, Any]:
+    """docs/schemas/state.schema.json"""
+    return {"node_id": node_id, "camera": camera, "state": state, "score": score,
+            "since": round(since, 6), "seq": seq, "method": method, "ts": round(ts, 6)}
+
+
+def state_message(topics: Topics, payload: dict[str, Any], qos: int, retain: bool) -> Message:
+    return Message(topics.state(payload["camera"]), encode(payload), qos, retain, "state",
+                   camera=payload["camera"])
+
+
+def status_payload(state: str, ts: float) -> bytes:
+    """docs/schemas/status.schema.json: online, offline (the last will) or stopped."""
+    return json.dumps({"state": state, "ts": round(ts, 3)}).encode()
+
+
+def status_message(topics: Topics, state: str, ts: float, qos: int, retain: bool) -> Message:
+    return Message(topics.status, status_payload(state, ts), qos, retain, "status")
+
+
+def reply_message(topics: Topics, camera: str, command: str, reply: dict[str, Any],
+                  response_topic: str | None, correlation: bytes | None) -> Message:
+    """A command reply: to the v5 response topic with its correlation data when the request
+    named one (the caller checks it is allowed), else to .../{camera}/reply/{command}."""
+    topic = response_topic or topics.reply(camera, command)
+    return Message(topic, encode(reply), 1, False, "reply", camera=camera,
+                   correlation=correlation if response_topic else None)
+
+
+# --- Home Assistant discovery ----------------------------------------------------------------
+
+def discovery_topic(prefix: str, node_id: str, camera: str) -> str:
+    return f"{prefix}/sensor/{node_id}/{camera}/config"
+
+
+def discovery_payload(topics: Topics, camera: str) -> dict[str, Any]:
+    """docs/schemas/ha-discovery.schema.json: the sensor's state and attributes come from the
+    state topic, availability from the status topic (anything but `online` is unavailable)."""
+    node = topics.node_id
+    return {
+        "name": camera,
+        "unique_id": f"edged_{node}_{camera}",
+        "object_id": f"edged_{node}_{camera}",
+        "state_topic": topics.state(camera),
+        "value_template": "{{ value_json.state }}",
+        "json_attributes_topic": topics.state(camera),
+        "json_attributes_template":
+            "{{ {'score': value_json.score, 'since': value_json.since} | tojson }}",
+        "availability_topic": topics.status,
+        "availability_template":
+            "{{ 'online' if value_json.state == 'online' else 'offline' }}",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "icon": "mdi:cctv",
+        "device": {"identifiers": [f"edged_{node}"], "name": f"edged {node}",
+                   "manufacturer": "edged", "model": "edge inference daemon",
+                   "sw_version": __version__},
+        "origin": {"name": "edged", "sw_version": __version__},
+    }
+
+
+def discovery_message(topics: Topics, discovery_prefix: str, camera: str) -> Message:
+    return Message(discovery_topic(discovery_prefix, topics.node_id, camera),
+                   json.dumps(discovery_payload(topics, camera)).encode(), 1, True,
+                   "discovery", camera=camera)
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+def snapshot_message(topics: Topics, camera: str, jpeg: bytes, qos: int, state: str,
+                     result: dict[str, Any], frame_index: int) -> Message:
+    """A retained JPEG; under v5 its user properties say what it shows."""
+    props = (("state", state), ("label", str(result.get("label"))),
+             ("score", str(result.get("score"))), ("seq", str(result.get("seq"))),
+             ("frame", str(frame_index)), ("ts", str(result.get("ts"))))
+    return Message(topics.snapshot(camera), jpeg, qos, True, "snapshot", camera=camera,
+                   user_properties=props, content_type=JPEG)
