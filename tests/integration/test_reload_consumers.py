@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -183,4 +184,94 @@ def test_roi_is_applied_once_for_snapshots_and_the_view(tmp_path, broker):
             assert amber[y + h - 4:y + h + 3, x:x + w].any(0).mean() > 0.8  # bottom edge
             assert amber[:y - 5].sum() == 0  # nothing drawn above it
     finally:
+        sub.stop()
+
+
+def test_cameras_removed_leave_every_consumer(tmp_path, broker):
+    data = _config(broker.port)
+    data["cameras"]["second"] = dict(data["cameras"]["conveyor"])
+    with _Running(tmp_path, data) as run:
+        assert wait_until(lambda: run.frame_of("second"), 10)
+        fewer = copy.deepcopy(run.data)
+        del fewer["cameras"]["second"]
+        run.reload(fewer)
+        assert "second" not in run.daemon.camera_set and len(run.daemon.cameras) == 1
+        assert _get(run.port, "/cameras/second/snapshot.jpg")[0] == 404
+        names = [c["name"] for c in json.loads(_get(run.port, "/api/status")[2])["cameras"]]
+        assert names == ["conveyor"]
+        assert run.daemon.readiness()["cameras"] == ["conveyor"]
+        assert not any(t.name == "camera-second" for t in threading.enumerate())
+
+
+def test_models_added_and_removed_with_their_cameras(tmp_path, broker):
+    sub = Subscriber(broker.port, "edged/+/+/result", "results").start()
+    try:
+        with _Running(tmp_path, _config(broker.port)) as run:
+            more = copy.deepcopy(run.data)
+            more["models"]["other"] = dict(more["models"]["default"], top_k=1)
+            more["cameras"]["side"] = dict(more["cameras"]["conveyor"], model="other")
+            run.reload(more)
+            assert sorted(run.daemon.pools) == ["default", "other"]
+            assert sub.wait_for(lambda: sub.on("/side/result"), 10)
+            assert len(sub.on("/side/result")[-1].json["top_k"]) == 1
+            assert run.daemon.camera_set.model_of("side").name == "other"
+            fewer = copy.deepcopy(more)
+            del fewer["cameras"]["side"]
+            run.reload(fewer)
+            assert sorted(run.daemon.pools) == ["default"]
+            assert not any(t.name.startswith("worker-other")
+                           for t in threading.enumerate())
+            assert run.daemon.readiness()["models"] == ["default"]
+    finally:
+        sub.stop()
+
+
+def test_mqtt_changed_moves_every_extension_to_the_new_broker(tmp_path, broker):
+    from tests.helpers.broker import Mosquitto
+
+    (tmp_path / "b2").mkdir()
+    other = Mosquitto(tmp_path / "b2").start()
+    sub = Subscriber(other.port, "#", "on-new").start()
+    try:
+        with _Running(tmp_path, _config(broker.port)) as run:
+            moved = copy.deepcopy(run.data)
+            moved["mqtt"]["port"] = other.port
+            run.reload(moved)
+            # Retained state and discovery re-sent on the new broker, results flow there,
+            # and commands are answered there.
+            assert sub.wait_for(lambda: sub.on("/conveyor/state"), 10)
+            assert sub.wait_for(lambda: sub.on("/conveyor/config"), 10)
+            assert sub.wait_for(lambda: sub.on("/conveyor/result"), 10)
+            assert [m.json["state"] for m in sub.on("/status")][-1] == "online"
+            sub.client.publish("edged/test-node/conveyor/cmd/state", b"", qos=1)
+            assert sub.wait_for(lambda: sub.on("/conveyor/reply/state"), 10)
+            assert run.daemon.readiness()["mqtt_connected"] is True
+    finally:
+        sub.stop()
+        other.stop()
+
+
+def test_extensions_changed_turns_commands_on_and_log_level_changed(tmp_path, broker):
+    import logging
+
+    data = _config(broker.port)
+    data["mqtt"]["commands"] = {"enabled": False}
+    sub = Subscriber(broker.port, "#", "cmds").start()
+    try:
+        with _Running(tmp_path, data) as run:
+            sub.client.publish("edged/test-node/conveyor/cmd/state", b"", qos=1)
+            assert not sub.wait_for(lambda: sub.on("/reply/state"), 1.5)
+            on = copy.deepcopy(run.data)
+            on["mqtt"]["commands"] = {"enabled": True}
+            on["log_level"] = "warning"
+            run.reload(on)
+            assert logging.getLogger().level == logging.WARNING
+            sub.client.publish("edged/test-node/conveyor/cmd/state", b"", qos=1)
+            assert sub.wait_for(lambda: sub.on("/conveyor/reply/state"), 10)
+            assert sub.on("/conveyor/reply/state")[-1].json["ok"] is True
+            # The rebuilt state tracker keeps feeding the view and the state topic.
+            n = len(sub.on("/conveyor/state"))
+            assert sub.wait_for(lambda: len(sub.on("/conveyor/state")) > n, 15)
+    finally:
+        logging.getLogger().setLevel(logging.INFO)
         sub.stop()
