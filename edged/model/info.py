@@ -8,7 +8,7 @@ file must have passed `modelfile.check_model_bytes` first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edged.errors import ModelError
 from edged.model.flatbuffer import _Corrupt, _read, _Table
@@ -46,6 +46,18 @@ class TensorInfo:
     def per_channel(self) -> bool:
         return len(self.scales) > 1
 
+    @property
+    def static(self) -> bool:
+        """Whether the file alone gives the shape at batch 1: stored, every size positive, and
+        no dimension but the batch left dynamic (-1) in the signature."""
+        sig = self.shape_signature
+        return bool(self.shape) and all(d >= 1 for d in self.shape) and (
+            len(sig) == len(self.shape) and list(sig[1:]) == list(self.shape[1:]))
+
+    def with_shape(self, shape: list[int]) -> TensorInfo:
+        """This tensor as the interpreter allocated it (the file's signature is kept)."""
+        return replace(self, shape=[int(d) for d in shape])
+
     def as_dict(self) -> dict:
         return {"index": self.index, "name": self.name, "dtype": self.dtype,
                 "shape": self.shape, "shape_signature": self.shape_signature,
@@ -69,6 +81,14 @@ class ModelInfo:
     @property
     def delegates_needed(self) -> list[str]:
         return sorted({DELEGATE_OPS[op] for op in self.custom_ops if op in DELEGATE_OPS})
+
+    def with_shapes(self, inputs: list[list[int]], outputs: list[list[int]]) -> ModelInfo:
+        """This model with its tensors' shapes replaced by allocated ones (same order)."""
+        if len(inputs) != len(self.inputs) or len(outputs) != len(self.outputs):
+            raise ModelError(f"the interpreter has {len(inputs)} inputs and {len(outputs)} "
+                             f"outputs; the file {len(self.inputs)} and {len(self.outputs)}")
+        return replace(self, inputs=[t.with_shape(s) for t, s in zip(self.inputs, inputs)],
+                       outputs=[t.with_shape(s) for t, s in zip(self.outputs, outputs)])
 
 
 def read_model_info(data: bytes, path: str) -> ModelInfo:

@@ -15,6 +15,7 @@ from edged.config import ExternalDelegateConfig, ModelConfig
 from edged.errors import ModelError
 from edged.model.labels import fit_labels, parse_labels, read_labels
 from edged.model.flatbuffer import embedded_labels, read_model_bytes
+from edged.model.allocate import Allocated, allocate
 from edged.model.info import ModelInfo, TensorInfo, read_model_info
 from edged.inference.postprocess import output_kind_from_quantization
 from edged.inference.preprocess import DEFAULT_MEAN, DEFAULT_STD, InputSpec, build_lut
@@ -45,7 +46,8 @@ class LoadedModel:
     mean: list[float] = field(default_factory=lambda: [DEFAULT_MEAN])
     std: list[float] = field(default_factory=lambda: [DEFAULT_STD])
     normalization_from: str = "default"  # metadata | config | default
-    info: ModelInfo | None = field(default=None, repr=False)
+    info: ModelInfo | None = field(default=None, repr=False)  # shapes as allocated
+    file_info: ModelInfo | None = field(default=None, repr=False)  # shapes as stored
     cfg: ModelConfig | None = field(default=None, repr=False)
     cpu_bytes: bytes | None = field(default=None, repr=False)  # the CPU fallback's model
     accel_state: AcceleratorState | None = field(default=None, repr=False)
@@ -106,15 +108,27 @@ class LoadedModel:
 
 
 def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
-    """Check and describe a model; ModelError with one clear line when it cannot serve."""
+    """Check and describe a model; ModelError with one clear line when it cannot serve.
+
+    Shapes come from the interpreter after the batch-of-1 resize and allocation, not from the
+    file (which may store an output's shape empty or dynamic); the file's view stays in
+    `file_info`."""
     data = read_model_bytes(cfg.path)
-    info = read_model_info(data, cfg.path)
-    if cfg.delegate is None:  # the runtime's own verdict first: it says most about a bad model
-        _probe(data, 0, cfg.path)
-    if not info.inputs or not info.outputs:
+    file_info = read_model_info(data, cfg.path)
+    # The runtime's own verdict first: it says most about a bad model.
+    allocated = allocate(data, cfg.path) if cfg.delegate is None else None
+    if not file_info.inputs or not file_info.outputs:
         raise ModelError(f"{cfg.path}: the model has no inputs or no outputs")
-    if len(info.inputs) != 1:
-        raise ModelError(f"{cfg.path}: {len(info.inputs)} inputs; an image classifier has one")
+    if len(file_info.inputs) != 1:
+        raise ModelError(f"{cfg.path}: {len(file_info.inputs)} inputs; an image classifier "
+                         "has one")
+    cpu_bytes, twin = _cpu_model(cfg, file_info, data)
+    if cpu_bytes is not None and cfg.delegate is not None:  # the fallback must run too
+        allocated = allocate(cpu_bytes, cfg.cpu_path or cfg.path)
+    elif cpu_bytes is None and cfg.delegate is None:
+        raise ModelError(f"{cfg.path}: needs the {', '.join(file_info.delegates_needed)} "
+                         "delegate")
+    info, twin_info = served_shapes(file_info, twin, allocated, cfg.path)
     spec = _input_spec(info.inputs[0], cfg.path)
     out_index = _output_index(info, cfg)
     out = info.outputs[out_index]
@@ -123,15 +137,15 @@ def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
                          "classifier's scores need one scale")
     if out.dtype not in ("uint8", "int8", "float32"):
         raise ModelError(f"{cfg.path}: output type {out.dtype} is not uint8, int8 or float32")
+    if twin_info is not None:
+        _check_twin(cfg, twin_info, spec, out)
     classes = _size(out)
     out_scale = out.scales[0] if out.scales else 0.0
     out_zp = out.zero_points[0] if out.zero_points else 0
-
-    cpu_bytes = _cpu_model(cfg, info, data, spec, out)
-    if cpu_bytes is not None and cfg.delegate is not None:  # the fallback must run too
-        _probe(cpu_bytes, out_index, cfg.cpu_path or cfg.path)
-    elif cpu_bytes is None and cfg.delegate is None:
-        raise ModelError(f"{cfg.path}: needs the {', '.join(info.delegates_needed)} delegate")
+    stored = file_info.outputs[out_index]
+    if stored.shape != out.shape:
+        log.info("%s: output %r is stored with shape %s (signature %s); allocated: %s",
+                 cfg.path, out.name, stored.shape, stored.shape_signature, out.shape)
 
     labels = _labels(cfg, data, classes, info)
     mean, std, source = _normalization(name, cfg, info)
@@ -147,7 +161,8 @@ def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
         spec=spec, lut=lut, out_scale=float(out_scale), out_zero_point=int(out_zp),
         labels=labels, top_k=cfg.top_k, threads=cfg.threads, resize=cfg.resize,
         output_kind=kind, output_index=out_index, mean=list(mean), std=list(std),
-        normalization_from=source, info=info, cfg=cfg, cpu_bytes=cpu_bytes)
+        normalization_from=source, info=info, file_info=file_info, cfg=cfg,
+        cpu_bytes=cpu_bytes)
     if loaded.accelerator is not None:
         loaded.accel_state = AcceleratorState(name, loaded.accelerator)
     log.info("model %s: %s, input %dx%dx%d %s, %d classes, output %r (%s), normalization "
@@ -160,13 +175,47 @@ def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
     return loaded
 
 
-def _probe(data: bytes, output_index: int, path: str) -> None:
-    """Build the model on the CPU once, so that what it cannot run fails now, clearly."""
-    probe = get_backend("cpu")(data, threads=1, output_index=output_index, name=path)
+def served_shapes(file_info: ModelInfo, twin: ModelInfo | None, allocated: Allocated | None,
+                  path: str) -> tuple[ModelInfo, ModelInfo | None]:
+    """(the model as it serves, its CPU twin as it serves or None).
+
+    `allocated` is the CPU interpreter's view of the twin when there is one, else of the model
+    itself; None when no CPU interpreter can build it (an accelerator-only model), and then
+    the file's shapes must be complete."""
+    if allocated is None:
+        for t in (*file_info.inputs, *file_info.outputs):
+            if not t.static:
+                raise ModelError(
+                    f"{path}: tensor {t.name!r} has no complete shape in the file (shape "
+                    f"{t.shape}, signature {t.shape_signature}) and no CPU interpreter can "
+                    "allocate it: give cpu_path, the model's CPU version")
+        return file_info, None
+    if twin is None:
+        return _with_shapes(file_info, allocated, path), None
+    twin_info = _with_shapes(twin, allocated, path)
+    # An accelerator's model keeps a complete stored shape; what it lacks is its twin's.
+    ins = [t.shape if t.static or i >= len(twin_info.inputs) else twin_info.inputs[i].shape
+           for i, t in enumerate(file_info.inputs)]
+    outs = []
+    for i, t in enumerate(file_info.outputs):
+        other = _twin_output(twin_info, t, i)
+        outs.append(t.shape if t.static or other is None else other.shape)
+    return file_info.with_shapes(ins, outs), twin_info
+
+
+def _with_shapes(info: ModelInfo, allocated: Allocated, path: str) -> ModelInfo:
     try:
-        probe.start()
-    finally:
-        probe.close()
+        return info.with_shapes(allocated.inputs, allocated.outputs)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+
+
+def _twin_output(twin: ModelInfo, out: TensorInfo, position: int) -> TensorInfo | None:
+    """The twin's output that corresponds to `out`: same name, else same position."""
+    same = next((t for t in twin.outputs if t.name == out.name), None)
+    if same is not None:
+        return same
+    return twin.outputs[position] if position < len(twin.outputs) else None
 
 
 def _size(t: TensorInfo) -> int:
@@ -227,21 +276,28 @@ def _output_index(info: ModelInfo, cfg: ModelConfig) -> int:
     return names.index(want)
 
 
-def _cpu_model(cfg: ModelConfig, info: ModelInfo, data: bytes, spec: InputSpec,
-               out: TensorInfo) -> bytes | None:
-    """The model the CPU runs (the model itself, or cpu_path); None when there is none."""
+def _cpu_model(cfg: ModelConfig, info: ModelInfo, data: bytes
+               ) -> tuple[bytes | None, ModelInfo | None]:
+    """(the model the CPU runs, the file view of cpu_path when one is given); (None, None)
+    when there is none."""
     if cfg.cpu_path is None:
         if info.delegates_needed and cfg.delegate is not None:
-            return None  # e.g. an Edge TPU model without its CPU twin: no fallback
-        return data
+            return None, None  # e.g. an Edge TPU model without its CPU twin: no fallback
+        return data, None
     cpu = read_model_bytes(cfg.cpu_path)
     twin = read_model_info(cpu, cfg.cpu_path)
     if twin.delegates_needed:
         raise ModelError(f"{cfg.cpu_path}: cpu_path is itself compiled for the "
                          f"{', '.join(twin.delegates_needed)}; give the CPU version")
+    return cpu, twin
+
+
+def _check_twin(cfg: ModelConfig, twin: ModelInfo, spec: InputSpec, out: TensorInfo) -> None:
+    """cpu_path must be the same model for the CPU: same input and output, as allocated."""
     try:
-        same_in = _input_spec(twin.inputs[0], cfg.cpu_path) == spec
-    except (ModelError, IndexError):
+        same_in = len(twin.inputs) == 1 and _input_spec(twin.inputs[0],
+                                                        str(cfg.cpu_path)) == spec
+    except ModelError:
         same_in = False
     twin_out = next((t for t in twin.outputs if t.name == out.name), None) or (
         twin.outputs[0] if len(twin.outputs) == 1 else None)
@@ -251,7 +307,6 @@ def _cpu_model(cfg: ModelConfig, info: ModelInfo, data: bytes, spec: InputSpec,
     if not (same_in and same_out):
         raise ModelError(f"{cfg.cpu_path}: cpu_path's input or output differs from "
                          f"{os.path.basename(cfg.path)}'s; it must be the same model for the CPU")
-    return cpu
 
 
 def _normalization(name: str, cfg: ModelConfig, info: ModelInfo
