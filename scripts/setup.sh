@@ -24,6 +24,9 @@ done
 # systemd-analyze checks the units (verify, security --offline) in the tests; works without
 # systemd running as PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The metrics tests check the dashboard's PromQL and the /metrics exposition with Prometheus'
+# own promtool (offline: no server runs).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The live-view tests open the page in headless Chromium (and need a font to render text).
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ -n "$(fc-list 2>/dev/null | head -n 1)" ] || need+=(fonts-dejavu-core)

@@ -77,12 +77,8 @@ class Camera:
             self.open()
         self._scheduler.add_camera(self.name, self.policy, self._tickets,
                                    max_age_s=self.cfg.max_age_ms / 1000)
-        for reason in ("replaced", "fps", "decode", "stale", "bad_frame"):
-            self._metrics.frames_dropped.labels(self.name, reason)
-        self._metrics.frames_captured.labels(self.name)
-        for kind in KINDS:  # so dashboards see 0, not "no data", before the first failure
-            self._metrics.camera_reconnects.labels(self.name, kind)
-            self._metrics.source_failures.labels(self.name, kind)
+        # So dashboards see 0, not "no data", before the first frame or failure.
+        self._metrics.declare_camera(self.name, KINDS)
         started = time.monotonic()
         self._metrics.last_frame_age.labels(self.name).set_function(
             lambda: time.monotonic() - (self.last_frame_mono or started))

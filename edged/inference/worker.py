@@ -59,6 +59,8 @@ class WorkerPool:
         self._episodes = EpisodeLog(log)
 
     def start(self) -> None:
+        self._metrics.declare_model(self.model.name, self.model.backend_key,
+                                    self.model.accelerator)
         for i in range(self._count):
             backend = self.model.new_backend(self._metrics)
             backend.start()

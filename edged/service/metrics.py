@@ -9,13 +9,30 @@ from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from edged import __version__
 
-# Latencies of a CNN on an edge CPU: 1 ms to 10 s.
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
-                    0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Durations from 0.1 ms (a small int8 model invokes in about 0.2 ms on a desktop core) to 10 s
+# (a large model on a slow CPU, or a result waiting out a broker outage): five bounds a decade
+# (1, 1.5, 2.5, 4, 6), so neighbouring bounds differ by at most 1.67x and a quantile read from
+# the buckets is within that of the truth. The same set for every duration, so panels compare.
+DURATION_BUCKETS = tuple(round(m * 10.0 ** e, 10) for e in range(-4, 1)
+                         for m in (1.0, 1.5, 2.5, 4.0, 6.0)) + (10.0,)
+
+# Label values known before the first event: their series are exported at 0 from the start,
+# so dashboards show 0 rather than "no data" (Prometheus cannot rate() a series that is not
+# there yet, and a first increment would be lost to rate()).
+DROP_REASONS = ("replaced", "fps", "decode", "stale", "bad_frame", "inference_error")
+TOPIC_CLASSES = ("result", "status", "state", "snapshot", "discovery", "reply")
+OUTBOX_DROP_REASONS = ("full", "expired", "rejected")
+FALLBACK_REASONS = ("load_failed", "invoke_failed", "invoke_timeout")
+RELOAD_RESULTS = ("applied", "invalid", "failed")
+COMMAND_OUTCOMES = ("ok", "error")
 
 
 class Metrics:
@@ -38,10 +55,10 @@ class Metrics:
                                      "Source open or read failures.", ["camera"], registry=r)
         self.inference_seconds = Histogram("edged_inference_duration_seconds",
                                            "Time of one model invoke.", ["model", "accelerator"],
-                                           buckets=_LATENCY_BUCKETS, registry=r)
+                                           buckets=DURATION_BUCKETS, registry=r)
         self.latency_seconds = Histogram("edged_capture_to_publish_seconds",
                                          "Time from frame capture to result publish.", ["camera"],
-                                         buckets=_LATENCY_BUCKETS, registry=r)
+                                         buckets=DURATION_BUCKETS, registry=r)
         self.mqtt_connected = Gauge("edged_mqtt_connected", "1 while connected to the broker.",
                                     registry=r)
         self.published = Counter("edged_mqtt_published_total",
@@ -88,7 +105,7 @@ class Metrics:
                                          registry=r)
         self.frame_age_seconds = Histogram("edged_frame_age_seconds",
                                            "Age of a frame when a worker takes it.", ["camera"],
-                                           buckets=_LATENCY_BUCKETS, registry=r)
+                                           buckets=DURATION_BUCKETS, registry=r)
         self.mqtt_failed = Counter("edged_mqtt_failed_total",
                                    "Messages the client could not send, by class.",
                                    ["topic_class"], registry=r)
@@ -101,13 +118,76 @@ class Metrics:
         self.reloads = Counter("edged_config_reloads_total",
                                "SIGHUP reloads, by result (applied, invalid, failed).",
                                ["result"], registry=r)
-        for result in ("applied", "invalid", "failed"):
-            self.reloads.labels(result)
         self.watchdog_pings = Counter("edged_watchdog_pings_total",
                                       "WATCHDOG=1 notifications sent to systemd.", registry=r)
+        # What /metrics serves: the registry without the `_created` series (see _NoCreated).
+        self.exposed = CollectorRegistry(auto_describe=False)
+        self.exposed.register(_NoCreated(r))
+        self._declare_fixed()
+
+    def _declare_fixed(self) -> None:
+        """The series whose label values do not depend on the config, at 0."""
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
+        for topic_class in TOPIC_CLASSES:
+            self.published.labels(topic_class)
+            self.mqtt_failed.labels(topic_class)
+        for reason in OUTBOX_DROP_REASONS:
+            self.outbox_dropped.labels(reason)
+
+    def declare_camera(self, camera: str, failure_kinds: Iterable[str]) -> None:
+        """A camera's series at 0 (and its gauges at "down") before its first frame."""
+        for reason in DROP_REASONS:
+            self.frames_dropped.labels(camera, reason)
+        for counter in (self.frames_captured, self.frames_processed, self.source_errors,
+                        self.state_changes):
+            counter.labels(camera)
+        for kind in failure_kinds:
+            self.camera_reconnects.labels(camera, kind)
+            self.source_failures.labels(camera, kind)
+        self.camera_up.labels(camera)
+        self.latency_seconds.labels(camera)
+        self.frame_age_seconds.labels(camera)
+
+    def declare_model(self, model: str, backend: str, accelerator: str | None) -> None:
+        """A model's inference histogram (by the backend its workers report) and, with an
+        accelerator, its fallback counters, at 0."""
+        self.inference_seconds.labels(model, backend)
+        if accelerator is not None:
+            for reason in FALLBACK_REASONS:
+                self.accelerator_fallbacks.labels(model, reason)
+
+    def declare_commands(self, commands: Iterable[str]) -> None:
+        for command in (*commands, "unknown"):
+            for outcome in COMMAND_OUTCOMES:
+                self.commands.labels(command, outcome)
 
     def set_build(self, runtime: str) -> None:
         self.build_info.info({"version": __version__, "runtime": runtime})
+
+
+class _NoCreated(Collector):
+    """A registry's metrics without their `_created` samples.
+
+    prometheus_client exports, per counter and histogram series, a `_created` timestamp that
+    Prometheus stores as one more series and no edged panel uses. The library's switch,
+    `disable_created_metrics()`, is a process-global flag (it would change every other
+    registry in the process, e.g. a test's or an embedding application's); filtering here
+    keeps it to edged's own /metrics.
+    """
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        """The source's metric names, so `?name[]=` queries find this collector."""
+        return [Metric(m.name, m.documentation, m.type, m.unit) for m in self._source.collect()]
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._source.collect():
+            kept = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            kept.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield kept
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -137,7 +217,7 @@ class MetricsServer:
         self._mounts = list(mounts or [])
 
     def start(self) -> None:
-        metrics_app = make_wsgi_app(self._metrics.registry)
+        metrics_app = make_wsgi_app(self._metrics.exposed)
 
         def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI signature
             if environ.get("PATH_INFO") == "/healthz":

@@ -104,6 +104,7 @@ class CommandHandler:
         for reason in ("too_large", "bad_json", "unknown_field", "bad_field", "unknown_camera",
                        "unknown_command", "no_frame", "failed", "busy"):
             self._metrics.command_errors.labels(reason)
+        self._metrics.declare_commands(COMMANDS)
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self._thread.start()
         self._link.subscribe(self.topic_filter, self._on_message)
