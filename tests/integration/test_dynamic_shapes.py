@@ -193,3 +193,25 @@ def test_daemon_gives_the_reference_top1(tmp_path, broker, subscriber):
         for photo in PHOTOS:
             if photo not in ties:
                 assert got[key][photo] == ref[photo], (key, photo)
+
+
+# --- an accelerator-only model: the file must be complete, or its CPU twin fills the gap ------
+
+EDGETPU = "invalid/mobilenet_v2_1.0_224_quant_edgetpu.tflite"
+
+
+def test_edgetpu_model_with_an_empty_output_needs_its_cpu_twin(tmp_path):
+    models = shared_or_skip()
+    path = _patched(models / EDGETPU, tmp_path / "tpu.tflite", {"shape": []})
+    photo = str(models / "photos" / "parrot.jpg")
+    proc = edged("classify", "--model", str(path), "--delegate", "edgetpu", photo)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no complete shape in the file" in lines[-1] and "give cpu_path" in lines[-1]
+    # With the CPU version beside it, the shapes are the CPU interpreter's (nothing opens the
+    # TPU at load: the backend starts later).
+    loaded = load_model("tpu", ModelConfig(path=str(path), delegate="edgetpu",
+                                           cpu_path=str(models / SHARED_CASES[
+                                               "imagenet_empty"][0])))
+    assert loaded.classes == 1001 and loaded.info.outputs[0].shape == [1, 1001]
+    assert loaded.file_info.outputs[0].shape == []
