@@ -83,6 +83,44 @@ def scrape(tmp_path_factory) -> dict[str, str]:
         broker.stop()
 
 
+@pytest.fixture(scope="module")
+def busy_scrape(tmp_path_factory) -> str:
+    """/metrics of a daemon that has classified frames (the demo video, looped, in real time),
+    with its stream info and non-empty histograms."""
+    tmp = tmp_path_factory.mktemp("busy")
+    broker = Mosquitto(tmp).start()
+    from edged.app.daemon import Daemon
+    from edged.config import load_config
+
+    cfg = {"node_id": "b", "mqtt": {"host": "127.0.0.1", "port": broker.port},
+           "models": {"default": {"path": str(DEMO / "model.tflite"),
+                                  "labels": str(DEMO / "labels.txt")}},
+           "cameras": {"conveyor": {"source": str(DEMO / "conveyor.mp4"), "loop": True,
+                                    "realtime": True}},
+           "metrics": {"listen": "127.0.0.1:0"}}
+    daemon = Daemon(load_config(write_config(tmp / "c.yaml", cfg)), CollectorRegistry())
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,), name="test-daemon-busy")
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "daemon did not classify 20 frames"
+            server = daemon.metrics_server
+            if server is not None and server.port:
+                text = _get(f"http://127.0.0.1:{server.port}/metrics")
+                got = _samples(text).get(("edged_frames_processed_total",
+                                          (("camera", "conveyor"),)), 0)
+                if got >= 20:
+                    break
+            time.sleep(0.2)
+        yield text
+    finally:
+        stop.set()
+        runner.join(30)
+        broker.stop()
+
+
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for f in text_string_to_metric_families(text) for s in f.samples}
@@ -90,6 +128,17 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
 
 def test_promtool_check_metrics_is_clean(scrape):
     proc = run_promtool("check", "metrics", stdin=scrape["text"])
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
+        proc.stdout + proc.stderr)
+
+
+def test_promtool_check_metrics_is_clean_after_frames(busy_scrape):
+    samples = _samples(busy_scrape)
+    assert samples[("edged_inference_duration_seconds_count",
+                    (("accelerator", "cpu"), ("model", "default")))] >= 20
+    assert any(name == "edged_camera_stream_info" for name, _ in samples)
+    assert "_created" not in busy_scrape
+    proc = run_promtool("check", "metrics", stdin=busy_scrape)
     assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
         proc.stdout + proc.stderr)
 
