@@ -159,15 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edged.app.daemon import Daemon
-    from edged.service.logs import setup_logging
-    from edged.service.notify import Notifier
-
-    path = resolve_config_path(args.config)
-    cfg = load_config(path)
-    setup_logging(args.log_level or cfg.log_level, getattr(args, "log_format", "text"))
+    # Signals first: a stop asked for while the models load (which can take seconds on a
+    # busy box) must end the run cleanly, not kill it.
     stop = threading.Event()
     reload = threading.Event()
+    path = resolve_config_path(args.config)
 
     def on_hup(_signum: int, _frame: object) -> None:
         log.info("received SIGHUP; reloading %s", path)
@@ -180,6 +176,12 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
+    from edged.app.daemon import Daemon
+    from edged.service.logs import setup_logging
+    from edged.service.notify import Notifier
+
+    cfg = load_config(path)
+    setup_logging(args.log_level or cfg.log_level, getattr(args, "log_format", "text"))
     notifier = Notifier.from_env(os.environ)
     try:
         Daemon(cfg, config_path=path, notifier=notifier, environ=os.environ).run(stop, reload)
