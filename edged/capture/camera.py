@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
+from edged.capture.imagedecode import ImageRejected
 from edged.capture.roi import clip_box, upright
 from edged.service.metrics import Metrics
 from edged.service.ratelimit import EpisodeLog
@@ -46,6 +47,7 @@ class Camera:
         self._source: Source | None = None
         self._index = 0
         self._episodes = EpisodeLog(log)
+        self._drops = EpisodeLog(log)  # images dropped by a live source that stays open
         self.last_frame_mono = 0.0
         # When the capture thread last showed life (or, while it sleeps through a backoff,
         # when it will again): the watchdog tells a wedged thread from a camera being retried.
@@ -141,7 +143,8 @@ class Camera:
             try:
                 item = src.read()
             except SourceError as exc:
-                self._metrics.frames_dropped.labels(self.name, "decode").inc()
+                reason = exc.reason if isinstance(exc, ImageRejected) else "decode"
+                self._metrics.frames_dropped.labels(self.name, reason).inc()
                 self._episodes.failure("camera %s: %s", self.name, exc)
                 self._index += 1
                 continue
@@ -176,8 +179,16 @@ class Camera:
                 src.open()
                 shape = None
                 while not self._stop.is_set():
-                    image, name = src.read()  # type: ignore[misc]
+                    try:
+                        image, name = src.read()  # type: ignore[misc]
+                    except ImageRejected as exc:  # one bad image: count it, keep the stream
+                        self._beat()
+                        self._metrics.frames_dropped.labels(self.name, exc.reason).inc()
+                        self._drops.failure("camera %s: %s [%s]", self.name, redact(str(exc)),
+                                            exc.reason)
+                        continue
                     self._beat()
+                    self._drops.recovered("camera %s: images decode again", self.name)
                     if image.shape != shape:  # first frame after (re)open, or a new size
                         if shape is None:
                             delays = backoff_delays(self.cfg.reconnect.initial_s,

@@ -332,6 +332,17 @@ class CameraConfig(_Strict):
         0.5, ge=0, description="Hot folder: a file is read once its size and time are unchanged "
         "this long (so half-written files are not read).",
     )
+    failed_dir: str | None = Field(
+        None,
+        description="Hot folder: move files that are empty, too large or cannot be decoded "
+        "here (relative to the watched folder); default `failed` beside done_dir, or inside "
+        "the watched folder without done_dir.",
+    )
+    max_pixels: int = Field(
+        50_000_000, ge=1, description="Images (files, hot folders, HTTP snapshots and MJPEG "
+        "parts) declaring more pixels than this in their header are dropped as too_large, "
+        "never decoded.",
+    )
     max_age_ms: float = Field(
         0, ge=0, description="Drop frames older than this before inference; 0 = never."
     )
@@ -361,6 +372,8 @@ class CameraConfig(_Strict):
     def _hot_folder(self) -> CameraConfig:
         if self.done_dir is not None and not self.watch:
             raise ValueError("done_dir needs watch: true")
+        if self.failed_dir is not None and not self.watch:
+            raise ValueError("failed_dir needs watch: true")
         if self.watch and self.type not in (None, "images"):
             raise ValueError(f"watch: true is for image folders, not type {self.type}")
         return self

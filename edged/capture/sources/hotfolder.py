@@ -7,6 +7,11 @@ modification time have stayed the same for `settle_s`, so a half-written file is
 hidden and non-image names are ignored). With `done_dir`, each file is moved there once its
 result has been handed to MQTT; without it, files stay and are remembered as read for as long
 as they stay in the folder (a file rewritten under the same name is read again).
+
+A file that cannot give a result (empty once settled, unreadable, over max_pixels, truncated or
+corrupt) is moved to `failed_dir` with a log line and dropped, so that no file can block the
+folder or, being read again at every start, crash-loop the daemon. Files are read by Python and
+decoded from memory (edged.capture.imagedecode); names are reported in safe_name form.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 
-import cv2
+import logging
+
 import numpy as np
 
+from edged.capture.imagedecode import ImageRejected, read_image_file, safe_name
 from edged.capture.sources.base import IDLE, Source
 from edged.capture.sources.failures import SourceFailure
 from edged.capture.sources.images import IMAGE_EXTENSIONS
+
+log = logging.getLogger(__name__)
 
 _POLL_S = 0.1
 
@@ -37,6 +46,8 @@ class HotFolderSource(Source):
         self._clock = clock
         self._folder = str(cfg.source)
         self._done_dir: str | None = None
+        self._failed_dir = ""
+        self._names: dict[str, str] = {}  # shown name -> name on disk, for files in flight
         self._seen: dict[str, Signature] = {}  # read; only names still in the folder
         self._settling: dict[str, tuple[Signature, float]] = {}  # signature, since when
         self._ready: list[str] = []
@@ -57,6 +68,14 @@ class HotFolderSource(Source):
             except OSError as exc:
                 raise SourceFailure(f"done_dir {self._done_dir}: cannot create: "
                                     f"{exc.strerror or exc}", "error") from None
+        self._failed_dir = self._failed_path()
+
+    def _failed_path(self) -> str:
+        failed = self.cfg.failed_dir
+        if failed is None:  # beside done_dir, else inside the watched folder
+            base = os.path.dirname(self._done_dir.rstrip(os.sep)) if self._done_dir else ""
+            return os.path.join(base or self._folder, "failed")
+        return failed if os.path.isabs(failed) else os.path.join(self._folder, failed)
 
     def _scan(self) -> None:
         now = self._clock()
@@ -75,6 +94,8 @@ class HotFolderSource(Source):
                 present[name] = (st.st_size, st.st_mtime_ns)
         with self._lock:
             self._seen = {n: s for n, s in self._seen.items() if n in present}
+            # A frame dropped before its result (too old) never calls done(): forget it here.
+            self._names = {k: n for k, n in self._names.items() if n in present}
         self._settling = {n: v for n, v in self._settling.items() if n in present}
         queued = set(self._ready)
         fresh = []
@@ -84,7 +105,7 @@ class HotFolderSource(Source):
             old = self._settling.get(name)
             if old is None or old[0] != sig:
                 self._settling[name] = (sig, now)
-            elif now - old[1] >= self.cfg.settle_s and sig[0] > 0:
+            elif now - old[1] >= self.cfg.settle_s:  # empty ones too: they go to failed
                 del self._settling[name]
                 fresh.append(name)
         self._ready.extend(sorted(fresh))
@@ -103,17 +124,43 @@ class HotFolderSource(Source):
             return IDLE  # gone before it was read
         with self._lock:
             self._seen[name] = (st.st_size, st.st_mtime_ns)
-        image: np.ndarray | None = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceFailure(f"{path}: cannot decode image", "decode")
-        return image, name
+        shown = safe_name(name)
+        try:
+            if st.st_size == 0:
+                raise ImageRejected(f"{shown}: empty file")
+            try:
+                image: np.ndarray = read_image_file(path, self.cfg.max_pixels)
+            except OSError as exc:
+                raise ImageRejected(f"{shown}: cannot read: {exc.strerror or exc}") from None
+        except ImageRejected as exc:
+            exc.args = (f"{self._folder}: {exc}{self._fail(name, str(exc))}",)
+            raise
+        with self._lock:
+            self._names[shown] = name
+        return image, shown
+
+    def _fail(self, name: str, why: str) -> str:
+        """Move a file that gave no result to failed_dir; what to add to its message."""
+        try:
+            os.makedirs(self._failed_dir, exist_ok=True)
+            shutil.move(os.path.join(self._folder, name), os.path.join(self._failed_dir, name))
+        except OSError as exc:  # it stays, remembered as read while it stays unchanged
+            log.warning("hot folder %s: %s; cannot move it to %s: %s", self._folder, why,
+                        self._failed_dir, exc.strerror or exc)
+            return "; left in place"
+        with self._lock:
+            self._seen.pop(name, None)
+        log.warning("hot folder %s: %s; moved to %s", self._folder, why, self._failed_dir)
+        return f"; moved to {self._failed_dir}"
 
     @property
     def moves_done(self) -> bool:
         return self._done_dir is not None
 
-    def done(self, name: str) -> None:
+    def done(self, shown: str) -> None:
         """The file's result was handed on: move it to done_dir (if set)."""
+        with self._lock:
+            name = self._names.pop(shown, shown)
         if self._done_dir is None:
             return
         src = os.path.join(self._folder, name)
@@ -130,3 +177,5 @@ class HotFolderSource(Source):
     def close(self) -> None:
         self._ready = []
         self._settling = {}
+        with self._lock:
+            self._names = {}

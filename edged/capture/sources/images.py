@@ -1,13 +1,17 @@
-"""A folder of images, or a glob, read in sorted order."""
+"""A folder of images, or a glob, read in sorted order.
+
+Each file is read by Python and decoded within the camera's `max_pixels` budget
+(edged.capture.imagedecode); a bad file is a drop, never a crash, and its name is reported in
+safe_name form."""
 
 from __future__ import annotations
 
 import glob
 import os
 
-import cv2
 import numpy as np
 
+from edged.capture.imagedecode import ImageRejected, read_image_file, safe_name
 from edged.config import is_path_source
 from edged.errors import SourceError
 from edged.capture.sources.base import Source
@@ -49,11 +53,13 @@ class ImageFolderSource(Source):
                 self._pos = 0
             path = self._files[self._pos]
             self._pos += 1
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is not None:
-                return image, os.path.basename(path)
             # An unreadable image is skipped, not fatal: raise so the camera counts it.
-            raise SourceError(f"{path}: cannot decode image")
+            try:
+                image = read_image_file(path, self.cfg.max_pixels)
+            except OSError as exc:
+                raise ImageRejected(f"{safe_name(path)}: cannot read: "
+                                    f"{exc.strerror or exc}") from None
+            return image, safe_name(os.path.basename(path))
 
     def close(self) -> None:
         self._files = []

@@ -2,8 +2,13 @@
 
 Read with the standard library instead of FFmpeg so that every failure has its reason: the
 HTTP status (401 -> auth, 404 -> not_found), socket errors (refused -> unreachable), and a
-per-frame deadline of `timeout_s` that also catches a server that keeps the connection open
-but stops sending frames. Any other content type (an MP4 or HLS stream) goes to FFmpeg.
+deadline of `timeout_s` for each whole operation: opening (connect, request, headers), each
+MJPEG frame (its boundary, part headers and body), each snapshot (request to last byte). A
+server that keeps the connection open but stops sending, or trickles bytes, is a `timeout`
+however its bytes are spread. A part or snapshot body over 32 MiB is refused without being
+buffered. Images are decoded within the camera's max_pixels (edged.capture.imagedecode); a bad
+one is a dropped frame and the stream stays open. Any other content type (an MP4 or HLS
+stream) goes to FFmpeg.
 """
 
 from __future__ import annotations
@@ -11,18 +16,21 @@ from __future__ import annotations
 import base64
 import http.client
 import ssl
-import time
 from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
+from edged.capture.imagedecode import decode_image
 from edged.capture.sources.base import Source
+from edged.capture.sources.deadline import Deadline, DeadlineExceeded, DeadlineHTTPConnection
 from edged.capture.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
 from edged.capture.sources.ffmpeg import open_ffmpeg, read_frame
 from edged.capture.sources.url import credentials, redact
 
 _MAX_PART = 32 * 1024 * 1024  # a JPEG larger than this is not a camera frame
+_MAX_PART_HEADERS = 64 * 1024  # the headers of one multipart part
+_CHUNK = 1 << 16
 
 
 class HttpSource(Source):
@@ -36,7 +44,8 @@ class HttpSource(Source):
         self._boundary: bytes | None = None
         self._snapshot = False
         self._cap: cv2.VideoCapture | None = None
-        self._pending: np.ndarray | None = None  # a snapshot fetched by open()
+        self._pending: bytes | None = None  # a snapshot body fetched by open()
+        self._deadline = Deadline()
         self._in_part = False  # the boundary line of the next part was already consumed
 
     @classmethod
@@ -47,15 +56,12 @@ class HttpSource(Source):
         return redact(str(self.cfg.source))
 
     def _request(self) -> http.client.HTTPResponse:
+        """Connect, send the request and read the response head, within the deadline that
+        the caller started."""
         url = str(self.cfg.source)
         parts = urlsplit(url)
-        timeout = self.cfg.timeout_s
-        if parts.scheme.lower() == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=timeout,
-                context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        context = ssl.create_default_context() if parts.scheme.lower() == "https" else None
+        conn = DeadlineHTTPConnection(parts.hostname or "", parts.port, self._deadline, context)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -68,6 +74,10 @@ class HttpSource(Source):
         try:
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
+        except DeadlineExceeded:
+            self.close()
+            raise SourceFailure(f"{self.describe()}: no answer within {self.cfg.timeout_s:.1f}s",
+                                "timeout") from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise SourceFailure(f"{self.describe()}: cannot connect: {describe_os_error(exc)}",
@@ -80,6 +90,7 @@ class HttpSource(Source):
         return resp
 
     def open(self) -> None:
+        self._deadline.start(self.cfg.timeout_s)
         resp = self._request()
         ctype = resp.getheader("Content-Type", "")
         if ctype.lower().startswith("multipart/"):
@@ -96,8 +107,10 @@ class HttpSource(Source):
             self._resp = resp
         elif ctype.lower().startswith("image/"):
             self._snapshot = True
-            self._pending = self._decode(resp.read())
-            self.close_connection()
+            try:
+                self._pending = self._body(resp)
+            finally:
+                self.close_connection()
         else:
             # Not MJPEG: a video over HTTP; FFmpeg can demux it.
             self.close()
@@ -109,10 +122,32 @@ class HttpSource(Source):
             self._cap = cap
 
     def _decode(self, data: bytes) -> np.ndarray:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceFailure(f"{self.describe()}: a frame is not a decodable image", "decode")
-        return image
+        return decode_image(data, self.cfg.max_pixels, f"{self.describe()}: a frame")
+
+    def _body(self, resp: http.client.HTTPResponse) -> bytes:
+        """A snapshot's whole body, at most _MAX_PART bytes, within the deadline."""
+        if resp.length is not None and resp.length > _MAX_PART:
+            raise SourceFailure(f"{self.describe()}: an image of {resp.length} bytes is larger "
+                                "than 32 MiB", "decode")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := resp.read(_CHUNK):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > _MAX_PART:
+                    raise SourceFailure(f"{self.describe()}: an image body is larger than "
+                                        "32 MiB", "decode")
+        except DeadlineExceeded:
+            raise SourceFailure(f"{self.describe()}: no whole image within "
+                                f"{self.cfg.timeout_s:.1f}s", "timeout") from None
+        except http.client.IncompleteRead:
+            raise SourceFailure(f"{self.describe()}: the server closed the connection inside "
+                                "an image", "ended") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise SourceFailure(f"{self.describe()}: read failed: {describe_os_error(exc)}",
+                                kind_of(exc)) from None
+        return b"".join(chunks)
 
     def read(self) -> tuple[np.ndarray, str | None] | None:
         if self._cap is not None:
@@ -123,39 +158,60 @@ class HttpSource(Source):
             return image, None
         if self._snapshot:
             if self._pending is None:
+                self._deadline.start(self.cfg.timeout_s)  # request to last byte
                 resp = self._request()
-                self._pending = self._decode(resp.read())
-                self.close_connection()
-            image, self._pending = self._pending, None
-            return image, None
+                try:
+                    self._pending = self._body(resp)
+                finally:
+                    self.close_connection()
+            data, self._pending = self._pending, None
+            return self._decode(data), None
         if self._resp is None:
             raise SourceFailure("not open")
+        self._deadline.start(self.cfg.timeout_s)  # the whole frame, however it trickles
         try:
-            return self._decode(self._next_part(time.monotonic() + self.cfg.timeout_s)), None
+            data = self._next_part()
+        except DeadlineExceeded:
+            raise SourceFailure(f"{self.describe()}: no whole frame within "
+                                f"{self.cfg.timeout_s:.1f}s", "timeout") from None
         except (OSError, http.client.HTTPException) as exc:
             raise SourceFailure(f"{self.describe()}: read failed: {describe_os_error(exc)}",
                                 kind_of(exc)) from None
+        return self._decode(data), None
 
-    def _next_part(self, deadline: float) -> bytes:
-        """The body of the next multipart part (bounded by Content-Length or the boundary)."""
+    def _next_part(self) -> bytes:
+        """The body of the next multipart part (bounded by Content-Length or the boundary);
+        every read is bounded by the frame's deadline."""
         resp, boundary = self._resp, self._boundary
         assert resp is not None and boundary is not None
         if not self._in_part:  # skip to the boundary line
+            skipped = 0
             while True:
-                self._check_deadline(deadline)
                 line = self._line(resp)
                 if line.strip().startswith(boundary):
                     break
+                skipped += len(line)
+                if skipped > _MAX_PART:
+                    raise SourceFailure(f"{self.describe()}: no part boundary in 32 MiB",
+                                        "decode")
         self._in_part = False
         length = -1
+        head = 0
         while True:  # the part's headers
             line = self._line(resp)
             if not line.strip():
                 break
+            head += len(line)
+            if head > _MAX_PART_HEADERS:
+                raise SourceFailure(f"{self.describe()}: part headers longer than 64 KiB",
+                                    "decode")
             name, _, value = line.decode("latin-1").partition(":")
             if name.strip().lower() == "content-length" and value.strip().isdigit():
                 length = int(value.strip())
-        if 0 <= length <= _MAX_PART:
+        if length > _MAX_PART:
+            raise SourceFailure(f"{self.describe()}: a part of {length} bytes is larger than "
+                                "32 MiB", "decode")
+        if length >= 0:
             data = resp.read(length)
             if len(data) < length:
                 raise SourceFailure(f"{self.describe()}: the server closed the stream", "ended")
@@ -165,7 +221,6 @@ class HttpSource(Source):
         chunks: list[bytes] = []
         size = 0
         while True:
-            self._check_deadline(deadline)
             line = self._line(resp)
             if line.strip().startswith(boundary):
                 self._in_part = True
@@ -176,15 +231,10 @@ class HttpSource(Source):
                 raise SourceFailure(f"{self.describe()}: a part is larger than 32 MiB", "decode")
 
     def _line(self, resp: http.client.HTTPResponse) -> bytes:
-        line = resp.readline(1 << 20)
+        line = resp.readline(_CHUNK)
         if not line:
             raise SourceFailure(f"{self.describe()}: the server closed the stream", "ended")
         return line
-
-    def _check_deadline(self, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            raise SourceFailure(f"{self.describe()}: no frame for {self.cfg.timeout_s:.1f}s",
-                                "timeout")
 
     @property
     def fps(self) -> float:
