@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
-from collections.abc import Callable
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from edged import __version__
+from edged.service.httpguard import DROP_REASONS as HTTP_DROP_REASONS
+from edged.service.httpguard import BoundedServer, guarded_handler
+
+log = logging.getLogger(__name__)
 
 # Durations from 0.1 ms (a small int8 model invokes in about 0.2 ms on a desktop core) to 10 s
 # (a large model on a slow CPU, or a result waiting out a broker outage): five bounds a decade
@@ -121,6 +122,9 @@ class Metrics:
                                ["result"], registry=r)
         self.watchdog_pings = Counter("edged_watchdog_pings_total",
                                       "WATCHDOG=1 notifications sent to systemd.", registry=r)
+        self.http_dropped = Counter(
+            "edged_http_connections_dropped_total", "HTTP listener connections closed by edged, "
+            "by reason (idle, write_timeout, gone, busy).", ["reason"], registry=r)
         # What /metrics serves: the registry without the `_created` series (see _NoCreated).
         self.exposed = CollectorRegistry(auto_describe=False)
         self.exposed.register(_NoCreated(r))
@@ -135,6 +139,8 @@ class Metrics:
             self.mqtt_failed.labels(topic_class)
         for reason in OUTBOX_DROP_REASONS:
             self.outbox_dropped.labels(reason)
+        for reason in HTTP_DROP_REASONS:
+            self.http_dropped.labels(reason)
 
     def declare_camera(self, camera: str, failure_kinds: Iterable[str]) -> None:
         """A camera's series at 0 (and its gauges at "down") before its first frame."""
@@ -191,16 +197,7 @@ class _NoCreated(Collector):
             yield kept
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        pass
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
+class _Server6(BoundedServer):
     address_family = socket.AF_INET6
 
 
@@ -209,10 +206,15 @@ class MetricsServer:
 
     def __init__(self, metrics: Metrics, host: str, port: int,
                  readiness: Callable[[], dict] | None = None,
-                 mounts: list[tuple[Callable[[str], bool], Callable]] | None = None) -> None:
+                 mounts: list[tuple[Callable[[str], bool], Callable]] | None = None,
+                 request_timeout_s: float = 10.0, write_timeout_s: float = 10.0,
+                 max_connections: int = 64) -> None:
         self._metrics, self._host, self._port = metrics, host, port
+        # No client can hold a thread: see edged.service.httpguard.
+        self._request_timeout_s, self._write_timeout_s = request_timeout_s, write_timeout_s
+        self._max_connections = max_connections
         self._readiness = readiness  # -> {"ready": bool, "problems": [...], ...}
-        self._server: WSGIServer | None = None
+        self._server: BoundedServer | None = None
         self._thread: threading.Thread | None = None
         # Other WSGI apps on this listener (e.g. the live view): (path predicate, app).
         self._mounts = list(mounts or [])
@@ -232,9 +234,16 @@ class MetricsServer:
             return metrics_app(environ, start_response)
 
         app = self._mounted(app)
-        cls = _Server6 if ":" in self._host else _Server
-        self._server = make_server(self._host, self._port, app, server_class=cls,
-                                   handler_class=_QuietHandler)
+        cls = _Server6 if ":" in self._host else BoundedServer
+        dropped = self._metrics.http_dropped
+
+        def on_drop(reason: str) -> None:
+            dropped.labels(reason).inc()
+            log.debug("http: dropped a connection (%s)", reason)
+
+        handler = guarded_handler(self._request_timeout_s, self._write_timeout_s, on_drop)
+        self._server = cls((self._host, self._port), handler, self._max_connections, on_drop)
+        self._server.set_app(app)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={
             "poll_interval": 0.5}, name="metrics-http", daemon=True)
         self._thread.start()
