@@ -145,7 +145,8 @@ class Camera:
             except SourceError as exc:
                 reason = exc.reason if isinstance(exc, ImageRejected) else "decode"
                 self._metrics.frames_dropped.labels(self.name, reason).inc()
-                self._episodes.failure("camera %s: %s", self.name, exc)
+                if not getattr(exc, "logged", False):
+                    self._episodes.failure("camera %s: %s", self.name, exc)
                 self._index += 1
                 continue
             if item is IDLE:  # a hot folder with nothing new yet

@@ -41,6 +41,7 @@ class ImageRejected(SourceFailure):
     def __init__(self, message: str, reason: str = "decode") -> None:
         super().__init__(message, "decode")
         self.reason = reason
+        self.logged = False  # the source logged it already (a hot folder, per file)
 
 
 @dataclass(frozen=True)
@@ -201,10 +202,12 @@ def max_file_bytes(max_pixels: int) -> int:
     return _FILE_BYTES_PER_PIXEL * max_pixels + _FILE_SLACK
 
 
-def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    what: str | None = None) -> np.ndarray:
     """Decode an image file read by Python (never by a C library given the path).
-    Raises ImageRejected for bad images and OSError if the file cannot be read."""
-    what = safe_name(path)
+    Raises ImageRejected for bad images and OSError if the file cannot be read; messages
+    name the file as `what` (default: the path in safe_name form)."""
+    what = safe_name(path) if what is None else what
     limit = max_file_bytes(max_pixels)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

@@ -90,6 +90,7 @@ class BoundedServer(ThreadingMixIn, WSGIServer):
     """A threading WSGI server serving at most `max_connections` connections at once."""
 
     daemon_threads = True
+    request_queue_size = 64  # the listen backlog (socketserver's 5 drops SYNs under a burst)
 
     def __init__(self, address: tuple[str, int], handler: type[WSGIRequestHandler],
                  max_connections: int = 64,

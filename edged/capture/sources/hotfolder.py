@@ -129,29 +129,31 @@ class HotFolderSource(Source):
             if st.st_size == 0:
                 raise ImageRejected(f"{shown}: empty file")
             try:
-                image: np.ndarray = read_image_file(path, self.cfg.max_pixels)
+                image: np.ndarray = read_image_file(path, self.cfg.max_pixels, shown)
             except OSError as exc:
                 raise ImageRejected(f"{shown}: cannot read: {exc.strerror or exc}") from None
         except ImageRejected as exc:
-            exc.args = (f"{self._folder}: {exc}{self._fail(name, str(exc))}",)
+            exc.args = (f"hot folder {self._folder}: {exc}{self._fail(name, str(exc))}",)
+            exc.logged = True
             raise
         with self._lock:
             self._names[shown] = name
         return image, shown
 
     def _fail(self, name: str, why: str) -> str:
-        """Move a file that gave no result to failed_dir; what to add to its message."""
+        """Move a file that gave no result to failed_dir, with a log line; what to add to
+        its message."""
         try:
             os.makedirs(self._failed_dir, exist_ok=True)
             shutil.move(os.path.join(self._folder, name), os.path.join(self._failed_dir, name))
         except OSError as exc:  # it stays, remembered as read while it stays unchanged
-            log.warning("hot folder %s: %s; cannot move it to %s: %s", self._folder, why,
-                        self._failed_dir, exc.strerror or exc)
-            return "; left in place"
-        with self._lock:
-            self._seen.pop(name, None)
-        log.warning("hot folder %s: %s; moved to %s", self._folder, why, self._failed_dir)
-        return f"; moved to {self._failed_dir}"
+            where = f"; cannot move it to {self._failed_dir}: {exc.strerror or exc}"
+        else:
+            with self._lock:
+                self._seen.pop(name, None)
+            where = f"; moved to {self._failed_dir}"
+        log.warning("hot folder %s: %s%s", self._folder, why, where)
+        return where
 
     @property
     def moves_done(self) -> bool:
