@@ -8,9 +8,9 @@ import sys
 import time
 from typing import Any
 
-import cv2
 from pydantic import ValidationError
 
+from edged.capture.imagedecode import ImageRejected, read_image_file, safe_name
 from edged.mqtt.contract import classify_row
 from edged.config import ModelConfig
 from edged.errors import EdgedError
@@ -60,10 +60,15 @@ def run_classify(model: str, labels: str | None, top_k: int, images: list[str], 
         for path, truth in work:
             t0 = time.perf_counter()
             with quiet_native_stderr(discard=True):  # libjpeg's own complaints
-                image = cv2.imread(path, cv2.IMREAD_COLOR)
+                # Read by Python, within the daemon's pixel budget: cv2.imread on a name that
+                # is not UTF-8 crashes the process.
+                try:
+                    image = read_image_file(path)
+                except (ImageRejected, OSError):
+                    image = None
             bar.update(1)
             if image is None:
-                bar.write(f"edged: {path}: cannot read image", file=sys.stderr)
+                bar.write(f"edged: {safe_name(path)}: cannot read image", file=sys.stderr)
                 evaluation.unreadable += 1
                 status = 1
                 continue
@@ -72,7 +77,8 @@ def run_classify(model: str, labels: str | None, top_k: int, images: list[str], 
             if truth is not None:
                 evaluation.add(truth, top[0][0])
                 continue
-            _print_result(path, top, (elapsed, total), loaded.labels, as_json, timing, bar)
+            _print_result(safe_name(path), top, (elapsed, total), loaded.labels, as_json, timing,
+                          bar)
     finally:
         bar.close()
         backend.close()
