@@ -338,6 +338,10 @@ class CameraConfig(_Strict):
         "here (relative to the watched folder); default `failed` beside done_dir, or inside "
         "the watched folder without done_dir.",
     )
+    max_frame_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="HTTP cameras: the largest MJPEG part or JPEG "
+        "snapshot body; a larger one is refused (decode) without being buffered.",
+    )
     max_pixels: int = Field(
         50_000_000, ge=1, description="Images (files, hot folders, HTTP snapshots and MJPEG "
         "parts) declaring more pixels than this in their header are dropped as too_large, "

@@ -4,11 +4,15 @@ results flowing while it times out, counts and reconnects with backoff."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
 import time
 
 import cv2
 import pytest
 
+from edged.capture.imagedecode import ImageRejected
 from edged.capture.sources.failures import SourceFailure
 from edged.capture.sources.mjpeg import HttpSource
 from edged.config import CameraConfig
@@ -22,7 +26,8 @@ from tests.faults._hostile_common import (
     stop_edged,
 )
 from tests.helpers.broker import free_port
-from tests.helpers.hostile import HostileCamera
+from tests.helpers.hostile import HostileCamera, png_bomb
+from tests.helpers.tls import make_pki
 
 TIMEOUT_S = 1.5
 MARGIN_S = 0.75  # scheduling on a shared 2-core machine
@@ -39,7 +44,7 @@ def jpeg() -> bytes:
 
 @pytest.fixture
 def camera(jpeg):
-    server = HostileCamera(jpeg).start()
+    server = HostileCamera(jpeg, png_bomb()).start()
     yield server
     server.stop()
 
@@ -80,9 +85,25 @@ def test_an_endless_snapshot_body_is_cut_at_32_mib_not_buffered(camera):
     src = HttpSource(CameraConfig(source=camera.url("/endless-body"), timeout_s=10))
     failure, took = timed(src.open)
     src.close()
-    assert failure.kind == "decode" and "larger than 32 MiB" in str(failure)
+    assert failure.kind == "decode" and "larger than max_frame_bytes (33554432)" in str(failure)
     assert took < 10  # the cap, not the deadline, ended it
     assert camera.sent["/endless-body"] < 40 * 1024 * 1024 + 8 * 65536
+
+
+def test_bad_frames_in_a_good_mjpeg_stream_are_drops_and_the_stream_stays_open(camera):
+    src = HttpSource(CameraConfig(source=camera.url("/mixed"), timeout_s=5))
+    src.open()
+    try:
+        got = []
+        for _ in range(8):
+            try:
+                got.append(src.read()[0].shape)
+            except ImageRejected as exc:
+                got.append(exc.reason)
+    finally:
+        src.close()
+    assert got == [(240, 320, 3), "decode", (240, 320, 3), "too_large"] * 2
+    assert len(camera.connections["/mixed"]) == 1
 
 
 def test_daemon_times_out_counts_and_backs_off_while_a_good_camera_keeps_publishing(
@@ -98,6 +119,7 @@ def test_daemon_times_out_counts_and_backs_off_while_a_good_camera_keeps_publish
     backoff = {"initial_s": 0.5, "max_s": 2.0}
     cfg["cameras"] = {"good": {"source": str(DEMO / "conveyor.mp4"), "loop": True,
                                "realtime": True, "fps": 10}}
+    cfg["cameras"]["mixed"] = {"source": camera.url("/mixed"), "timeout_s": TIMEOUT_S}
     for name, path in hostile.items():
         cfg["cameras"][name] = {"source": camera.url(path), "timeout_s": TIMEOUT_S,
                                 "reconnect": backoff}
@@ -123,7 +145,12 @@ def test_daemon_times_out_counts_and_backs_off_while_a_good_camera_keeps_publish
         assert f"camera {name}: http://127.0.0.1:{camera.port}" in err
         assert metric(text, "edged_camera_up", camera=name) == 0
     assert metric(text, "edged_source_failures_total", camera="body", kind="decode") >= 3
-    assert "larger than 32 MiB" in err and "[timeout]" in err
+    assert "larger than max_frame_bytes (33554432)" in err and "[timeout]" in err
+    # Bad frames inside a good stream are drops, and the stream stays open.
+    assert len(results(subscriber, "mixed")) >= 10
+    assert metric(text, "edged_frames_dropped_total", camera="mixed", reason="decode") >= 5
+    assert metric(text, "edged_frames_dropped_total", camera="mixed", reason="too_large") >= 5
+    assert len(camera.connections["/mixed"]) == 1
     # Reconnects back off: gaps between a camera's connections grow from about
     # timeout_s + initial_s towards timeout_s + max_s, never a tight loop.
     times = camera.connections["/trickle"]
@@ -131,3 +158,76 @@ def test_daemon_times_out_counts_and_backs_off_while_a_good_camera_keeps_publish
     assert len(times) >= 3 and all(g >= TIMEOUT_S + 0.2 for g in gaps), gaps
     assert len(camera.connections["/endless-body"]) <= 12 / 0.25  # jitter: >= initial_s / 2
     assert rss.peak < RSS_LIMIT_KB, rss.peak
+
+
+def _serve_tls_snapshot(listener: socket.socket, context: ssl.SSLContext, jpeg: bytes,
+                        stop: threading.Event) -> None:
+    listener.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        try:
+            conn.settimeout(5)
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)
+                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                            b"%d\r\n\r\n" % len(jpeg) + jpeg)
+        except OSError:
+            pass
+
+
+def _trickle_handshake(listener: socket.socket, stop: threading.Event) -> None:
+    """Accepts, then sends a TLS record header and one byte a second: a handshake that never
+    completes but never goes quiet."""
+    listener.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        with conn:
+            for byte in b"\x16\x03\x03\x40\x00" + b"\x02" * 100:
+                if stop.wait(1.0):
+                    break
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    break
+
+
+def test_https_camera_reads_through_the_deadline_and_a_stuck_handshake_times_out(
+        tmp_path, jpeg, monkeypatch):
+    pki = make_pki(tmp_path / "pki")
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))  # the test CA as the system's
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*pki.server)
+    stop = threading.Event()
+    good, stuck = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    threads = [threading.Thread(target=_serve_tls_snapshot, args=(good, context, jpeg, stop),
+                                name="tls-good", daemon=True),
+               threading.Thread(target=_trickle_handshake, args=(stuck, stop),
+                                name="tls-stuck", daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        src = HttpSource(CameraConfig(source=f"https://127.0.0.1:{good.getsockname()[1]}/s.jpg",
+                                      timeout_s=5))
+        src.open()
+        image, _ = src.read()
+        assert image.shape == (240, 320, 3)
+        assert src.read()[0].shape == (240, 320, 3)  # fetched again
+        src.close()
+        src = HttpSource(CameraConfig(
+            source=f"https://127.0.0.1:{stuck.getsockname()[1]}/s.jpg", timeout_s=TIMEOUT_S))
+        failure, took = timed(src.open)
+        src.close()
+        assert failure.kind == "timeout", failure
+        assert TIMEOUT_S - 0.1 <= took <= TIMEOUT_S + MARGIN_S, took
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(2)
+        good.close()
+        stuck.close()

@@ -6,9 +6,7 @@ counted drop (and, in a hot folder, moved to failed/), and a restart does not cr
 from __future__ import annotations
 
 import os
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -24,23 +22,10 @@ from tests.faults._hostile_common import (
     stop_edged,
 )
 from tests.helpers.broker import free_port
+from tests.helpers.hostile import png_bomb
 
 NOT_UTF8 = b"\xff\xfe-part.jpg"  # shown as \xff\xfe-part.jpg
 CONTROL = "ctl\x1b[31m\nred.png"  # shown as ctl\x1b[31m\x0ared.png
-
-
-def png_bomb(side: int = 30000) -> bytes:
-    """A valid 1-bit grey PNG of side x side pixels (all black), about 110 kB: a decoder
-    without a budget makes a side*side*3 byte colour image of it (2.7 GB for 30000)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body)))
-    packer = zlib.compressobj(9)
-    row = b"\x00" * (1 + (side + 7) // 8)
-    idat = b"".join(packer.compress(row * 1000) for _ in range(side // 1000)) + packer.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")

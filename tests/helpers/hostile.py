@@ -9,13 +9,17 @@ Paths (all answer any GET; the part or image bytes are a real JPEG's start):
   /slow-part-headers    a valid head, then whole part header lines, one every 0.2 s, forever
   /endless-body     image/jpeg without a length, as fast as the socket takes it, forever
   /slow-body        image/jpeg with a length, its body at 20 bytes/s
+  /mixed            a well-behaved MJPEG stream at 10 fps whose parts cycle through: a good
+                    JPEG, a truncated JPEG, a good JPEG, a PNG declaring 30000 x 30000 pixels
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections import defaultdict
 
 MJPEG_HEAD = (b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n"
@@ -23,9 +27,24 @@ MJPEG_HEAD = (b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boun
 JPEG_HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n\r\n"
 
 
+def png_bomb(side: int = 30000) -> bytes:
+    """A valid 1-bit grey PNG of side x side pixels (all black), about 110 kB: a decoder
+    without a budget makes a side*side*3 byte colour image of it (2.7 GB for 30000)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    idat = b"".join(packer.compress(row * 1000) for _ in range(side // 1000)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
 class HostileCamera:
-    def __init__(self, jpeg: bytes) -> None:
+    def __init__(self, jpeg: bytes, bomb: bytes = b"") -> None:
         self.jpeg = jpeg
+        self.bomb = bomb
         self._stop = threading.Event()
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -69,6 +88,7 @@ class HostileCamera:
                 "/endless-part-header": self._endless_part_header,
                 "/slow-part-headers": self._slow_part_headers,
                 "/endless-body": self._endless_body, "/slow-body": self._slow_body,
+                "/mixed": self._mixed,
             }.get(path)
             if behave is None:
                 conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
@@ -129,6 +149,17 @@ class HostileCamera:
         conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
                      % len(self.jpeg))
         self._drip(conn, path, self.jpeg, 0.05, 1)
+
+    def _mixed(self, conn: socket.socket, path: str) -> None:
+        conn.sendall(MJPEG_HEAD)
+        parts = [self.jpeg, self.jpeg[: len(self.jpeg) // 2], self.jpeg, self.bomb]
+        i = 0
+        while not self._stop.wait(0.1):
+            body = parts[i % len(parts)]
+            conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                         % len(body) + body + b"\r\n")
+            self.sent[path] += len(body)
+            i += 1
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,8 +5,8 @@ HTTP status (401 -> auth, 404 -> not_found), socket errors (refused -> unreachab
 deadline of `timeout_s` for each whole operation: opening (connect, request, headers), each
 MJPEG frame (its boundary, part headers and body), each snapshot (request to last byte). A
 server that keeps the connection open but stops sending, or trickles bytes, is a `timeout`
-however its bytes are spread. A part or snapshot body over 32 MiB is refused without being
-buffered. Images are decoded within the camera's max_pixels (edged.capture.imagedecode); a bad
+however its bytes are spread. A part or snapshot body over `max_frame_bytes` (32 MiB) is
+refused without being buffered. Images are decoded within the camera's max_pixels (edged.capture.imagedecode); a bad
 one is a dropped frame and the stream stays open. Any other content type (an MP4 or HLS
 stream) goes to FFmpeg.
 """
@@ -28,7 +28,6 @@ from edged.capture.sources.failures import SourceFailure, describe_os_error, kin
 from edged.capture.sources.ffmpeg import open_ffmpeg, read_frame
 from edged.capture.sources.url import credentials, redact
 
-_MAX_PART = 32 * 1024 * 1024  # a JPEG larger than this is not a camera frame
 _MAX_PART_HEADERS = 64 * 1024  # the headers of one multipart part
 _CHUNK = 1 << 16
 
@@ -125,19 +124,20 @@ class HttpSource(Source):
         return decode_image(data, self.cfg.max_pixels, f"{self.describe()}: a frame")
 
     def _body(self, resp: http.client.HTTPResponse) -> bytes:
-        """A snapshot's whole body, at most _MAX_PART bytes, within the deadline."""
-        if resp.length is not None and resp.length > _MAX_PART:
+        """A snapshot's whole body, at most max_frame_bytes, within the deadline."""
+        cap = self.cfg.max_frame_bytes
+        if resp.length is not None and resp.length > cap:
             raise SourceFailure(f"{self.describe()}: an image of {resp.length} bytes is larger "
-                                "than 32 MiB", "decode")
+                                f"than max_frame_bytes ({cap})", "decode")
         chunks: list[bytes] = []
         size = 0
         try:
             while chunk := resp.read(_CHUNK):
                 chunks.append(chunk)
                 size += len(chunk)
-                if size > _MAX_PART:
+                if size > cap:
                     raise SourceFailure(f"{self.describe()}: an image body is larger than "
-                                        "32 MiB", "decode")
+                                        f"max_frame_bytes ({cap})", "decode")
         except DeadlineExceeded:
             raise SourceFailure(f"{self.describe()}: no whole image within "
                                 f"{self.cfg.timeout_s:.1f}s", "timeout") from None
@@ -184,6 +184,7 @@ class HttpSource(Source):
         every read is bounded by the frame's deadline."""
         resp, boundary = self._resp, self._boundary
         assert resp is not None and boundary is not None
+        cap = self.cfg.max_frame_bytes
         if not self._in_part:  # skip to the boundary line
             skipped = 0
             while True:
@@ -191,9 +192,9 @@ class HttpSource(Source):
                 if line.strip().startswith(boundary):
                     break
                 skipped += len(line)
-                if skipped > _MAX_PART:
-                    raise SourceFailure(f"{self.describe()}: no part boundary in 32 MiB",
-                                        "decode")
+                if skipped > cap:
+                    raise SourceFailure(f"{self.describe()}: no part boundary in "
+                                        f"max_frame_bytes ({cap})", "decode")
         self._in_part = False
         length = -1
         head = 0
@@ -208,9 +209,9 @@ class HttpSource(Source):
             name, _, value = line.decode("latin-1").partition(":")
             if name.strip().lower() == "content-length" and value.strip().isdigit():
                 length = int(value.strip())
-        if length > _MAX_PART:
+        if length > cap:
             raise SourceFailure(f"{self.describe()}: a part of {length} bytes is larger than "
-                                "32 MiB", "decode")
+                                f"max_frame_bytes ({cap})", "decode")
         if length >= 0:
             data = resp.read(length)
             if len(data) < length:
@@ -227,8 +228,9 @@ class HttpSource(Source):
                 return b"".join(chunks)
             chunks.append(line)
             size += len(line)
-            if size > _MAX_PART:
-                raise SourceFailure(f"{self.describe()}: a part is larger than 32 MiB", "decode")
+            if size > cap:
+                raise SourceFailure(f"{self.describe()}: a part is larger than max_frame_bytes "
+                                    f"({cap})", "decode")
 
     def _line(self, resp: http.client.HTTPResponse) -> bytes:
         line = resp.readline(_CHUNK)
