@@ -17,6 +17,7 @@ File names are shown in results and logs in `safe_name` form (see there).
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import unicodedata
 from dataclasses import dataclass
@@ -209,8 +210,13 @@ def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
     name the file as `what` (default: the path in safe_name form)."""
     what = safe_name(path) if what is None else what
     limit = max_file_bytes(max_pixels)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    # O_NONBLOCK: a FIFO swapped in under an image's name must not block the open.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageRejected(f"{what}: not a regular file")
+        size = st.st_size
         if size > limit:
             raise ImageRejected(f"{what}: {size} bytes is over the {limit} bytes that "
                                 f"max_pixels ({max_pixels}) allows; not read", "too_large")

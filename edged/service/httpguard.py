@@ -59,6 +59,7 @@ def guarded_handler(request_timeout_s: float, write_timeout_s: float,
                 pass
             self._deadline = Deadline()
             self._deadline.start(request_timeout_s)
+            self.rfile.close()  # the plain file; the socket stays open
             self.rfile = io.BufferedReader(DeadlineReader(self.connection, self._deadline))
 
         def handle(self) -> None:

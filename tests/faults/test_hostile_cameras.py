@@ -4,6 +4,7 @@ results flowing while it times out, counts and reconnects with backoff."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import ssl
 import threading
@@ -154,7 +155,7 @@ def test_daemon_times_out_counts_and_backs_off_while_a_good_camera_keeps_publish
     # Reconnects back off: gaps between a camera's connections grow from about
     # timeout_s + initial_s towards timeout_s + max_s, never a tight loop.
     times = camera.connections["/trickle"]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 3 and all(g >= TIMEOUT_S + 0.2 for g in gaps), gaps
     assert len(camera.connections["/endless-body"]) <= 12 / 0.25  # jitter: >= initial_s / 2
     assert rss.peak < RSS_LIMIT_KB, rss.peak

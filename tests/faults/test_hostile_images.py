@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import DEMO, demo_config, edged, start_edged, write_config
+from tests.conftest import DEMO, demo_config, start_edged, write_config
 from tests.faults._hostile_common import (
     RSS_LIMIT_KB,
     RssWatch,
@@ -80,8 +80,9 @@ def test_image_folder_with_a_bomb_bad_files_and_odd_names(tmp_path, broker, subs
         proc = start_edged("run", "-c", str(path))
         try:
             with RssWatch(proc.pid) as rss:
+                want_n = 4 * run
                 assert subscriber.wait_for(
-                    lambda: len(results(subscriber, "imgs")) >= 4 * run, 30), run
+                    lambda: len(results(subscriber, "imgs")) >= want_n, 30), run  # noqa: B023
                 time.sleep(1.0)  # the bad files after the good ones
                 text = scrape(mport)
                 before = len(results(subscriber, "good"))

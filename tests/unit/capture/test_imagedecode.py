@@ -97,7 +97,7 @@ def test_empty_unknown_and_corrupt_images_are_decode_drops(data, why):
 def test_header_parsers_survive_every_truncation_of_real_headers():
     for ext in (".jpg", ".png", ".bmp", ".webp", ".tiff", ".ppm"):
         data = cv2.imencode(ext, IMAGE)[1].tobytes()
-        for n in range(0, 64):
+        for n in range(64):
             image_header(data[:n])  # never raises
 
 
@@ -127,3 +127,11 @@ def test_safe_names_are_printable_json_safe_and_one_to_one(name, shown):
     json.dumps(shown, ensure_ascii=False).encode()  # no surrogates left to fail encoding
     assert shown.isprintable() or " " in shown
     assert safe_name("\\xff.jpg") != safe_name("\udcff.jpg")
+
+
+def test_a_fifo_under_an_image_name_is_refused_without_blocking(tmp_path):
+    import os
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageRejected, match="not a regular file"):
+        read_image_file(str(fifo))
