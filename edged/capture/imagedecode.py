@@ -174,8 +174,10 @@ def _pnm(data: bytes) -> ImageHeader | None:
 
 def jpeg_complete(data: bytes) -> bool:
     """Whether a JPEG's last scan is followed by its EOI marker (bytes after EOI are allowed:
-    inside entropy-coded data 0xFF is always stuffed, so FFD9 cannot appear there)."""
-    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") >= 0
+    inside entropy-coded data 0xFF is always stuffed, so FFD9 cannot appear there). Only the
+    bytes after the last FFD9 are searched for a scan start: fast for a complete file."""
+    eoi = data.rfind(b"\xff\xd9")
+    return eoi >= 0 and data.find(b"\xff\xda", eoi) < 0
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
