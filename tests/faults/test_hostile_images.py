@@ -23,6 +23,7 @@ from tests.faults._hostile_common import (
 )
 from tests.helpers.broker import free_port
 from tests.helpers.hostile import png_bomb
+from tests.helpers.schemas import validate
 
 NOT_UTF8 = b"\xff\xfe-part.jpg"  # shown as \xff\xfe-part.jpg
 CONTROL = "ctl\x1b[31m\nred.png"  # shown as ctl\x1b[31m\x0ared.png
@@ -146,6 +147,8 @@ def test_hot_folder_moves_bad_files_to_failed_and_survives_restarts(tmp_path, br
     files = sorted(m["file"] for m in results(subscriber, "qc"))
     assert files == sorted(["ctl\\x07bell.png", "\\xff\\xfe-part.jpg", "back\\\\slash.png"])
     # On disk the names are exactly the bytes they were written with.
+    for result in results(subscriber, "qc"):
+        validate("result", result)  # the published contract, escaped names included
     assert names_in(hot / "done") == {b"ctl\x07bell.png", NOT_UTF8, b"back\\slash.png"}
     assert names_in(hot / "failed") == {b"\xfe-left-from-before.jpg", b"empty.jpg",
                                         b"bomb.png", b"cut.jpg", b"junk.png"}
