@@ -475,3 +475,18 @@ def test_live_camera_survives_unexpected_errors_and_redacts_them(caplog):
         assert all(t.name != "camera-c" for t in threading.enumerate())
     finally:
         SOURCES.pop("test-flaky", None)
+
+
+def test_hot_folder_that_goes_away_is_retried_not_a_crash(tmp_path, caplog):
+    caplog.set_level("INFO")
+    folder = tmp_path / "hot"
+    folder.mkdir()
+    src = HotFolderSource(cam(str(folder), watch=True, settle_s=0), Clock())
+    src.open()
+    assert src.read() is IDLE
+    folder.rmdir()
+    assert src.read() is IDLE and src.read() is IDLE
+    assert sum("cannot list" in r.getMessage() for r in caplog.records) == 1
+    folder.mkdir()
+    assert src.read() is IDLE
+    assert any("readable again" in r.getMessage() for r in caplog.records)

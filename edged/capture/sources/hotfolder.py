@@ -48,6 +48,7 @@ class HotFolderSource(Source):
         self._done_dir: str | None = None
         self._failed_dir = ""
         self._names: dict[str, str] = {}  # shown name -> name on disk, for files in flight
+        self._unreadable = False  # listing the folder failed (logged once until it works)
         self._seen: dict[str, Signature] = {}  # read; only names still in the folder
         self._settling: dict[str, tuple[Signature, float]] = {}  # signature, since when
         self._ready: list[str] = []
@@ -112,7 +113,18 @@ class HotFolderSource(Source):
 
     def read(self):  # noqa: ANN201 - (image, name) | IDLE
         if not self._ready:
-            self._scan()
+            try:
+                self._scan()
+            except OSError as exc:  # the folder itself went away or became unreadable
+                if not self._unreadable:
+                    log.warning("hot folder %s: cannot list: %s; retrying", self._folder,
+                                exc.strerror or exc)
+                self._unreadable = True
+                time.sleep(_POLL_S * 10)
+                return IDLE
+            if self._unreadable:
+                log.info("hot folder %s: readable again", self._folder)
+                self._unreadable = False
             if not self._ready:
                 time.sleep(_POLL_S)
                 return IDLE
