@@ -369,6 +369,8 @@ def test_frames_older_than_max_age_are_dropped_before_inference(tmp_path):
     ({"transport": "http"}, "cameras.c.transport: "),
     ({"type": "onvif"}, "cameras.c.type: "),
     ({"done_dir": "done"}, "cameras.c: done_dir needs watch: true"),
+    ({"failed_dir": "bad"}, "cameras.c: failed_dir needs watch: true"),
+    ({"max_pixels": 0}, "cameras.c.max_pixels"),
     ({"watch": True, "type": "rtsp"}, "cameras.c: watch: true is for image folders"),
     ({"v4l2": {"pixel_format": "MJPEG"}}, "cameras.c.v4l2.pixel_format: "),
     ({"max_age_ms": -1}, "cameras.c.max_age_ms: "),
