@@ -42,6 +42,7 @@ class Camera:
         self._metrics = metrics
         self._stop = threading.Event()
         self._stop_deadline = 0.0
+        self._abandoned = False  # stop() gave up waiting for a thread stuck in a read
         self.finished = threading.Event()  # set when a finite source has ended
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
@@ -102,7 +103,10 @@ class Camera:
         self._stop.set()
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Stop capturing and close the source; idempotent."""
         self.request_stop(timeout)
+        if self._abandoned:
+            return  # the thread still owns the source and closes it when its read returns
         if self._thread is not None:
             self._thread.join(max(0.0, self._stop_deadline - time.monotonic()))
             if self._thread.is_alive():
@@ -111,6 +115,7 @@ class Camera:
                 # It is inside a read bounded by timeout_s; closing the capture under it could
                 # crash the decoder. The thread closes its source itself when the read returns.
                 self._thread = None
+                self._abandoned = True
                 return
             self._thread = None
         if self._source is not None:

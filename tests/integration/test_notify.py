@@ -62,6 +62,14 @@ class NotifySocket:
             time.sleep(0.05)
         return False
 
+    def wait_for_count(self, line: str, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.times(line)) >= count:
+                return True
+            time.sleep(0.05)
+        return False
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
@@ -148,11 +156,15 @@ def test_camera_stall_covers_capture_and_processing():
     assert camera_stall(110.0, p, 109.5, 109.5, 5) is None
 
 
-def test_daemon_ready_status_watchdog_then_no_pings_when_a_source_wedges(tmp_path, broker):
-    """A live camera whose source blocks forever: systemd must stop getting WATCHDOG=1."""
+def test_daemon_ready_status_watchdog_and_a_camera_that_hangs_mid_stream(tmp_path, broker):
+    """A live camera that stops sending in the middle of a frame: the read's deadline ends it
+    as a `timeout` and the camera is reopened, so the pipeline is not wedged and systemd keeps
+    getting WATCHDOG=1 (a restart would help nobody). A capture thread stuck for good is the
+    watchdog's case: see tests/unit/app/test_orchestration.py (health) and the stall tests."""
     cam = MjpegCamera(jpeg_frames(DEMO / "conveyor.mp4", 15), fps=15, send=45).start()
     cfg = demo_config(broker.port, loop=True, realtime=True)
-    cfg["cameras"]["door"] = {"source": cam.url, "timeout_s": 1.5}
+    cfg["cameras"]["door"] = {"source": cam.url, "timeout_s": 1.5,
+                              "reconnect": {"initial_s": 0.2, "max_s": 0.5}}
     path = write_config(tmp_path / "c.yaml", cfg)
     sock = NotifySocket()
     env = {**os.environ, "NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "600000"}
@@ -164,18 +176,14 @@ def test_daemon_ready_status_watchdog_then_no_pings_when_a_source_wedges(tmp_pat
         assert sock.wait_for("WATCHDOG=1", 5)
         # The pings come only after READY, every ~0.3 s while both pipelines move.
         assert min(sock.times("WATCHDOG=1")) >= ready_at
-        deadline = time.monotonic() + 20
-        while cam.connections == 0 or time.monotonic() < ready_at + 1:
-            assert time.monotonic() < deadline
+        # 45 frames at 15 fps, then the camera hangs; it is reopened after its 1.5 s timeout.
+        deadline = time.monotonic() + 30
+        while cam.connections < 2:
+            assert time.monotonic() < deadline, "the hung camera was never reopened"
             time.sleep(0.05)
-        # 45 frames at 15 fps, then the camera hangs; give it its 1.5 s timeout and 1 interval.
-        wedged_by = time.monotonic() + 3.0 + 1.5 + 0.6 + 0.5
-        while time.monotonic() < wedged_by:
-            time.sleep(0.1)
         count = len(sock.times("WATCHDOG=1"))
-        time.sleep(2.5)
+        assert sock.wait_for_count("WATCHDOG=1", count + 3, 5), "pings stopped"
         assert proc.poll() is None
-        assert len(sock.times("WATCHDOG=1")) == count, "pings went on with a wedged camera"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
         assert sock.wait_for("STOPPING=1", 2)
@@ -184,7 +192,8 @@ def test_daemon_ready_status_watchdog_then_no_pings_when_a_source_wedges(tmp_pat
         cam.stop()
         sock.close()
     assert count >= 3  # pinged while healthy
-    assert "watchdog: withholding pings: camera door: capture stuck for" in err, err
+    assert "camera door:" in err and "[timeout]" in err, err
+    assert "withholding pings" not in err
     statuses = sock.lines("STATUS=")
     assert statuses and "cameras up" in statuses[0] and "broker" in statuses[0]
     assert "Traceback" not in err
