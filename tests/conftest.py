@@ -86,7 +86,7 @@ def start_edged(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-_TIERS = ("unit", "integration", "system")
+_TIERS = ("unit", "integration", "system", "faults")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
