@@ -176,12 +176,11 @@ def status_message(topics: Topics, state: str, ts: float, qos: int, retain: bool
 
 def reply_message(topics: Topics, camera: str, command: str, reply: dict[str, Any],
                   response_topic: str | None, correlation: bytes | None) -> Message:
-    """A command reply: to the v5 response topic when the request named one (the caller checks
-    it is allowed: mqtt/reply_topics.py), else to .../{camera}/reply/{command}; with the
-    request's correlation data either way (v5 only: the caller passes None otherwise)."""
+    """A command reply: to the v5 response topic with its correlation data when the request
+    named one (the caller checks it is allowed), else to .../{camera}/reply/{command}."""
     topic = response_topic or topics.reply(camera, command)
     return Message(topic, encode(reply), 1, False, "reply", camera=camera,
-                   correlation=correlation)
+                   correlation=correlation if response_topic else None)
 
 
 # --- Home Assistant discovery ----------------------------------------------------------------

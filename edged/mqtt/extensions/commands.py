@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -68,6 +68,7 @@ class Request:
     response_topic: str | None
     correlation: bytes | None
     too_large: bool = False
+    refused: bool = False  # its response topic was refused
 
 
 def parse_request(payload: bytes) -> dict[str, Any]:
@@ -232,17 +233,19 @@ class CommandHandler:
             self._topic_episodes.recovered("commands: response topics accepted again")
             return None
         req.response_topic = None  # never used: the error goes to the documented reply topic
+        req.refused = True
         self._topic_episodes.failure("commands: refused a response topic on %s/%s: %s",
                                      req.camera, req.name, why)
         return why
 
     def _reply(self, req: Request, reply: dict[str, Any]) -> None:
-        # MQTT v5: to the response topic with the correlation data; else the reply topic
-        # (with the correlation data too, so that a refused response topic can be matched).
+        # MQTT v5: to the response topic with the correlation data; else the reply topic.
         response = req.response_topic if self._link.v5 else None
-        correlation = req.correlation if self._link.v5 else None
+        msg = reply_message(self._link.topics, req.camera, req.name, reply, response,
+                            req.correlation)
+        if req.refused and req.correlation is not None:
+            msg = replace(msg, correlation=req.correlation)  # the asker can match the refusal
         try:
-            self._link.publish_now(reply_message(self._link.topics, req.camera, req.name,
-                                                 reply, response, correlation))
+            self._link.publish_now(msg)
         except ValueError as exc:  # paho's own check of a topic (the policy should catch all)
             log.error("commands: cannot reply on %r: %s", (response or "")[:200], exc)
