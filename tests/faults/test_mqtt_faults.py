@@ -31,10 +31,11 @@ def _readyz(port: int) -> dict:
 
 def _metric(port: int, name: str, **labels: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{" + want) or (not labels and line.startswith(name + " ")):
+        if not (line.startswith(name + "{") or line.startswith(name + " ")):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -98,11 +99,27 @@ def run_edged(tmp_path):
 # --- hostile commands -------------------------------------------------------------------------
 
 
+def _commands_answered(rec: Recorder) -> None:
+    """Wait until edged answers commands (its subscription may come after `online`): a probe
+    each second until its reply arrives; the probe's replies are left out of what follows."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rec.send("edged/test-node/conveyor/cmd/classify", b'{"id": "probe"}')
+        if rec.wait_for(lambda: rec.on("/reply/classify"), 1.0):
+            time.sleep(0.5)  # the later probes' replies
+            with rec._cond:
+                rec.messages.clear()
+            return
+    raise AssertionError("edged never answered a command")
+
+
+
 def test_deep_json_commands_within_the_size_limit_get_an_error_reply(broker, run_edged):
     rec = Recorder(broker.port, "edged/test-node/+/reply/#", "edged/test-node/status")
     try:
         e = run_edged(broker.port, commands={"enabled": True})
         assert rec.wait_for(lambda: rec.on("/status"))
+        _commands_answered(rec)
         deep = [b"[" * MAX_PAYLOAD, b'{"id":' * (MAX_PAYLOAD // 6),
                 b"[" * 30000 + b"]" * 30000, b'{"id": ' + b"9" * 6000 + b"}"]
         assert all(len(p) <= MAX_PAYLOAD for p in deep)
@@ -117,6 +134,9 @@ def test_deep_json_commands_within_the_size_limit_get_an_error_reply(broker, run
         assert rec.wait_for(lambda: any(json.loads(m.payload).get("id") == "after"
                                         for m in rec.on("/reply/classify")), 20)
         assert _metric(e.port, "edged_mqtt_command_errors_total", reason="bad_json") == 4
+        after = next(json.loads(m.payload) for m in rec.on("/reply/classify")
+                     if json.loads(m.payload).get("id") == "after")
+        assert after["ok"], after  # the daemon still classifies on demand
         assert rss_mb(e.proc.pid) < 400
         err = e.stop()
     finally:
@@ -135,6 +155,7 @@ def test_hostile_response_topics_get_no_publish_there(broker, run_edged):
     try:
         e = run_edged(broker.port, commands={"enabled": True, "reply_prefixes": ["clients/"]})
         assert rec.wait_for(lambda: len(rec.on("/conveyor/result")) >= 2)
+        _commands_answered(rec)
         for i, topic in enumerate(HOSTILE_TOPICS + ["elsewhere/x"]):
             rec.send("edged/test-node/conveyor/cmd/classify", json.dumps({"id": i}).encode(),
                      topic, f"c{i}".encode())
