@@ -31,6 +31,7 @@ from edged.mqtt.extensions.state import StateTracker
 from edged.mqtt.link import MqttLink
 from edged.mqtt.outbox import Outbox, outbox_path
 from edged.mqtt.publisher import Publisher
+from edged.mqtt.reply_topics import ReplyTopicPolicy
 from edged.mqtt.sink import MqttSink
 from edged.service.metrics import Metrics, MetricsServer
 from edged.sinks.base import Sink
@@ -199,7 +200,9 @@ class Builder:
             parts.append(HomeAssistant(link, self._events, m.homeassistant,
                                        self._cameras.names))
         if m.commands.enabled:
-            parts.append(CommandHandler(link, self._cameras, state, self._metrics))
+            parts.append(CommandHandler(link, self._cameras, state, self._metrics,
+                                        ReplyTopicPolicy.from_config(
+                                            m.commands, m.homeassistant.discovery_prefix)))
         for name in enabled_cameras(cfg):
             self.check_camera(name, cfg, models)
         if state is not None:

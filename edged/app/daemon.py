@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from edged.app.build import Builder, Pipeline, SinkFactory, mqtt_sink
 from edged.app.cameras import CameraSet
 from edged.app.events import Events
-from edged.app.health import Health, HealthReport, Progress, Rate, status_text
+from edged.app.health import Health, HealthReport, Problem, Progress, Rate, status_text
 from edged.app.lifecycle import Lifecycle
 from edged.app.reload import Reloader, diff_configs
 from edged.capture.camera import Camera
@@ -49,7 +49,8 @@ class Daemon:
         self.builder = Builder(self.metrics, self.events, self.camera_set, self.progress,
                                self.readiness, sink_factory)
         self.health = Health(lambda: self.camera_set, self.progress, self._running_models,
-                             self._mqtt_state, self._outbox_count)
+                             self._mqtt_state, self._outbox_count,
+                             checks=[self._mqtt_problems])
         self.pipeline: Pipeline | None = None
         self.link: MqttLink | None = None
         self._watchdog: Watchdog | None = None
@@ -98,6 +99,11 @@ class Daemon:
         sink = self.sink
         return (sink is not None and sink.connected,
                 f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
+
+    def _mqtt_problems(self) -> list[Problem]:
+        """A broker that answers but refuses, or drops the connection after publishes."""
+        why = getattr(self.sink, "connection_problem", None)
+        return [Problem("mqtt", "refused", why)] if why else []
 
     def _outbox_count(self) -> int:
         sink = self.sink
@@ -210,6 +216,11 @@ class Daemon:
                 for line in exc.lines:
                     log.error("reload: %s", line)
                 log.error("reload: invalid config; still running on the previous one")
+                self.metrics.reloads.labels("invalid").inc()
+                return False
+            except Exception as exc:  # noqa: BLE001 - no config file may stop the daemon
+                log.error("reload: cannot load %s: %s: %s; still running on the previous "
+                          "config", self.config_path, type(exc).__name__, str(exc)[:200])
                 self.metrics.reloads.labels("invalid").inc()
                 return False
             return self.apply(new)

@@ -23,14 +23,30 @@ from edged.errors import ConfigError
 from edged.config.yamlpos import YamlError, line_for, load_with_lines
 
 DEFAULT_CONFIG = "/etc/edged/config.yaml"
-# MQTT topic levels may not hold wildcards or separators; names become topic levels.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Refused unread beyond this: a config is a few KiB; a bigger file is the wrong file (a log,
+# a video) and parsing it would only take time and memory (README: Configuration).
+MAX_CONFIG_BYTES = 1024 * 1024
+# Names become MQTT topic levels and Home Assistant object ids: Home Assistant accepts only
+# [a-zA-Z0-9_-] there, and some brokers (NATS) map '/' to '.', so '.' is out as well.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_RULE = "use only letters, digits, '_' and '-'"
 
 
 def _topic_safe(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
-        raise ValueError("use only letters, digits, '_', '-' and '.' (it becomes an MQTT topic level)")
+        hint = ""
+        suggestion = safe_name(value)
+        if suggestion != value and suggestion != "edged":
+            hint = f"; e.g. {suggestion!r}"
+        raise ValueError(f"{NAME_RULE} (it becomes an MQTT topic level and a Home Assistant "
+                         f"id){hint}")
     return value
+
+
+def safe_name(value: str) -> str:
+    """`value` with every character outside the name rule replaced by '_' (for hints and the
+    default node_id from the host name)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value).strip("_") or "edged"
 
 
 Name = Annotated[str, AfterValidator(_topic_safe)]
@@ -97,6 +113,20 @@ class OutboxConfig(_Strict):
 
 class CommandsConfig(_Strict):
     enabled: bool = Field(False, description="Subscribe to .../cmd/classify and .../cmd/state.")
+    reply_prefixes: list[str] | None = Field(
+        None, description="MQTT v5 response topics a command may name must start with one of "
+        "these (e.g. ['clients/']); default any topic outside edged's own and Home Assistant's "
+        "(never a '$' topic or a wildcard). Refused: an error reply on .../reply/{command}."
+    )
+
+    @field_validator("reply_prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str] | None) -> list[str] | None:
+        for p in v or []:
+            if not p or p.startswith("$") or any(c in p for c in "+#\x00"):
+                raise ValueError(f"{p!r}: a prefix must be non-empty, without '+', '#' or a "
+                                 "leading '$'")
+        return v
 
 
 class HomeAssistantConfig(_Strict):
@@ -435,7 +465,7 @@ class WebConfig(_Strict):
 
 class Config(_Strict):
     node_id: str = Field(
-        default_factory=lambda: socket.gethostname().split(".")[0] or "edged",
+        default_factory=lambda: safe_name(socket.gethostname().split(".")[0]),
         description="This node's name in topics; default the host name.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -512,14 +542,13 @@ def resolve_config_path(cli_path: str | None) -> str:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, validate and resolve a config file; raise ConfigError with FILE:LINE lines."""
+    """Read, validate and resolve a config file; raise ConfigError with FILE:LINE lines.
+
+    Any file at all ends in a Config or a ConfigError (the running daemon re-reads it on
+    SIGHUP and must survive whatever it finds): size and nesting are bounded, and a bad byte
+    or character is reported with its line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}:1: not a UTF-8 text file"]) from None
+    text = read_config_text(path)
     try:
         data, lines = load_with_lines(text)
     except YamlError as exc:
@@ -530,7 +559,37 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cfg = Config.model_validate(data, context={"cross_checks": False})
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, lines, exc)) from None
+    except (RecursionError, ValueError, TypeError) as exc:  # a last resort, never a traceback
+        raise ConfigError([f"{path}:1: cannot validate the config: {type(exc).__name__}: "
+                           f"{str(exc)[:200]}"]) from None
     return _resolve(cfg, path, lines)
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text: at most MAX_CONFIG_BYTES, UTF-8 (a BOM is allowed), else ConfigError
+    naming the line of the first bad byte."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: config file larger than {MAX_CONFIG_BYTES // 1024} KiB "
+                           "(the limit); is this the right file?"])
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError([f"{path}:1: not a UTF-8 text file (it is UTF-16); save it as UTF-8"])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError([f"{path}:{line}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} "
+                           f"at column {column}); save it as UTF-8"]) from None
+
+
+# Errors shown at most; the rest are counted (an error line per key of a huge wrong file
+# would bury the first, most useful ones).
+_MAX_ERROR_LINES = 50
 
 
 CROSS_CHECK = "between sections:\n"  # marks Config._cross_checks' message
@@ -547,15 +606,25 @@ def _format_errors(path: Path, lines: dict, exc: ValidationError) -> list[str]:
                 out.add((line_for(lines, loc), f"{path}:{line_for(lines, loc)}: {key}: {reason}"))
             continue
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-        key = ".".join(str(p) for p in loc) or "(top)"
+        key = ".".join(_short(str(p)) for p in loc) or "(top)"
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
         elif err["type"] == "missing":
             reason = "required key is missing"
         else:
-            reason = err["msg"].removeprefix("Value error, ")
+            reason = _short(err["msg"].removeprefix("Value error, "), 300)
         out.add((line_for(lines, loc), f"{path}:{line_for(lines, loc)}: {key}: {reason}"))
-    return [text for _, text in sorted(set(out))]
+    shown = [text for _, text in sorted(set(out))]
+    if len(shown) > _MAX_ERROR_LINES:
+        more = len(shown) - _MAX_ERROR_LINES
+        shown = shown[:_MAX_ERROR_LINES] + [f"{path}: ... and {more} more errors"]
+    return shown
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """One readable line even for a key or message of a megabyte."""
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -20,10 +20,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edged.config import MqttConfig
+from edged.mqtt.connection_health import ConnectionHealth
 from edged.errors import EdgedError
 from edged.service.metrics import Metrics
 from edged.mqtt.outbox import Outbox, Row
-from edged.service.ratelimit import EpisodeLog
 from edged.sinks.base import Sink
 from edged.mqtt.contract import Message, Topics, properties, status_message
 
@@ -75,7 +75,10 @@ class MqttSink(Sink):
         self._rows_in_flight = 0
         self._connected = threading.Event()
         self._generation = 0  # bumped on every connect; the sender greets each one
-        self._episodes = EpisodeLog(log)
+        self._health = ConnectionHealth(
+            cfg.host, cfg.port, cfg.protocol, log, metrics,
+            qos_settings={"mqtt.qos": cfg.qos, "mqtt.state.qos": cfg.state.qos,
+                          "mqtt.status.qos": cfg.status.qos})
         self._rng = random.Random()
         self._subscriptions: list[tuple[str, int, MessageHandler]] = []
         self._stop = threading.Event()
@@ -135,6 +138,7 @@ class MqttSink(Sink):
         # Room for state, status and replies besides the sender's window of results.
         client.max_inflight_messages_set(cfg.max_inflight + 100)
         client.max_queued_messages_set(0)  # unbounded: nothing accepted is dropped here
+        client.on_pre_connect = lambda _client, _userdata: self._health.attempt()
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -155,35 +159,35 @@ class MqttSink(Sink):
     def _set_backoff(self, client: mqtt.Client) -> None:
         # paho doubles from min to max; a random factor in [0.5, 1) per episode spreads a
         # fleet's reconnects after a broker restart.
+        # Connections the broker drops right after a publish back off too (connection_health).
         r = self._cfg.reconnect
         jitter = 0.5 + 0.5 * self._rng.random()
-        client.reconnect_delay_set(min_delay=r.initial_s * jitter, max_delay=r.max_s * jitter)
+        first = min(r.initial_s * self._health.backoff_factor(), r.max_s)
+        client.reconnect_delay_set(min_delay=first * jitter, max_delay=r.max_s * jitter)
 
     # --- paho callbacks (paho's network thread) ----------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
-            self._episodes.failure("mqtt: broker %s:%d refused the connection: %s",
-                                   self._cfg.host, self._cfg.port, reason_code)
+            self._health.refused(reason_code)
             return
-        self._episodes.recovered("mqtt: connected to %s:%d", self._cfg.host, self._cfg.port)
-        log.info("mqtt: connected to %s:%d", self._cfg.host, self._cfg.port)
+        # Logs "connected" (once) and sets edged_mqtt_connected.
+        self._health.connected(getattr(properties, "MaximumQoS", None))
         for topic_filter, qos, _ in self._subscriptions:
             client.subscribe(topic_filter, qos=qos)
         with self._lock:
             self._generation += 1
             self._lock.notify_all()
         self._connected.set()
-        self._metrics.mqtt_connected.set(1)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         was = self._connected.is_set()
         self._connected.clear()
         self._metrics.mqtt_connected.set(0)
+        self._health.disconnected(reason_code, flags.is_disconnect_packet_from_server,
+                                  expected=reason_code == 0)
         if was and reason_code != 0:
             self._set_backoff(client)
-            self._episodes.failure("mqtt: disconnected from %s:%d (%s); reconnecting",
-                                   self._cfg.host, self._cfg.port, reason_code)
 
     def _on_connect_fail(self, client, userdata) -> None:  # noqa: ANN001
         # paho calls this inside its `except OSError`, so the cause is still at hand.
@@ -191,10 +195,10 @@ class MqttSink(Sink):
         why = f": {exc}" if exc is not None else ""
         if isinstance(exc, ssl.SSLError):
             why += " (TLS: check mqtt.tls)"
-        self._episodes.failure("mqtt: cannot reach broker %s:%d%s; retrying", self._cfg.host,
-                               self._cfg.port, why)
+        self._health.unreachable(why)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+        self._health.acked(mid)
         with self._lock:
             entry = self._pending.pop(mid, None)
             if entry is None:
@@ -261,6 +265,7 @@ class MqttSink(Sink):
         if msg.qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             self._metrics.mqtt_failed.labels(topic_class).inc()
             return  # QoS 0 is fire-and-forget: paho drops it while disconnected
+        self._health.sent(info.mid, msg.qos, topic_class)
         with self._lock:
             if row_id is not None:
                 self._rows_in_flight += 1
@@ -342,6 +347,12 @@ class MqttSink(Sink):
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def connection_problem(self) -> str | None:
+        """Why the broker connection does not deliver although the broker answers (it refuses,
+        or drops the connection after publishes), for /readyz; None otherwise."""
+        return self._health.problem
 
     @property
     def unacknowledged(self) -> int:

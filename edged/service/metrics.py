@@ -111,6 +111,10 @@ class Metrics:
         self.mqtt_failed = Counter("edged_mqtt_failed_total",
                                    "Messages the client could not send, by class.",
                                    ["topic_class"], registry=r)
+        self.mqtt_connection_failures = Counter(
+            "edged_mqtt_connection_failures_total", "Broker connections that failed or ended, "
+            "by reason (unreachable, refused, protocol, closed_before_connack, lost, "
+            "dropped_after_publish).", ["reason"], registry=r)
         self.outbox_oldest_seconds = Gauge("edged_outbox_oldest_age_seconds",
                                            "Age of the oldest unacknowledged message.",
                                            registry=r)

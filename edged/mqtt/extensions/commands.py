@@ -2,7 +2,8 @@
 
 paho's thread only checks the size and queues the request; a named thread parses it, runs it
 and replies (MQTT v5: to the response topic with the correlation data; else, or without a
-response topic, to {prefix}/{node_id}/{camera}/reply/{name}). Nothing a request holds can stop
+response topic, to {prefix}/{node_id}/{camera}/reply/{name}; a response topic that
+reply_topics.py refuses gets an error reply there instead). Nothing a request holds can stop
 the daemon: every failure is an error reply and a counted reason.
 """
 
@@ -13,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -24,6 +25,7 @@ from edged.inference.worker import classify
 from edged.model.loaded import LoadedModel
 from edged.mqtt.contract import Message, Topics, command_result, reply_message
 from edged.mqtt.extensions.state import StateTracker
+from edged.mqtt.reply_topics import ReplyTopicPolicy
 from edged.service.metrics import Metrics
 from edged.service.ratelimit import EpisodeLog
 
@@ -33,6 +35,8 @@ MAX_PAYLOAD = 64 * 1024
 COMMANDS = ("classify", "state")
 FIELDS = {"id"}  # the only request field: echoed in the reply (handy under MQTT 3.1.1)
 _QUEUE_SIZE = 4096
+ERROR_REASONS = ("too_large", "bad_json", "unknown_field", "bad_field", "unknown_camera",
+                 "unknown_command", "no_frame", "failed", "busy", "response_topic")
 
 
 class Cameras(Protocol):  # the camera set
@@ -64,6 +68,7 @@ class Request:
     response_topic: str | None
     correlation: bytes | None
     too_large: bool = False
+    refused: bool = False  # its response topic was refused
 
 
 def parse_request(payload: bytes) -> dict[str, Any]:
@@ -74,6 +79,8 @@ def parse_request(payload: bytes) -> dict[str, Any]:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CommandError("bad_json", f"payload is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C scanner recurses per level: 64 KiB of '[' is deep
+        raise CommandError("bad_json", "payload is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise CommandError("bad_json", "payload must be a JSON object")
     unknown = sorted(set(data) - FIELDS)
@@ -86,8 +93,10 @@ def parse_request(payload: bytes) -> dict[str, Any]:
 
 class CommandHandler:
     def __init__(self, link: Link, cameras: Cameras, state: StateTracker | None,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, reply_policy: ReplyTopicPolicy | None = None) -> None:
         self._link = link
+        self._reply_policy = reply_policy or ReplyTopicPolicy()
+        self._topic_episodes = EpisodeLog(log)
         self._cameras = cameras  # the camera set: frames and models as they are now
         self._state = state
         self._metrics = metrics
@@ -101,8 +110,7 @@ class CommandHandler:
         return self._link.topics.command("+", "+")
 
     def start(self) -> None:
-        for reason in ("too_large", "bad_json", "unknown_field", "bad_field", "unknown_camera",
-                       "unknown_command", "no_frame", "failed", "busy"):
+        for reason in ERROR_REASONS:
             self._metrics.command_errors.labels(reason)
         self._metrics.declare_commands(COMMANDS)
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
@@ -145,18 +153,23 @@ class CommandHandler:
                 return
             try:
                 self._handle(request)
-            except Exception:  # noqa: BLE001 - never let one request end the thread
-                log.exception("commands: request on %s/%s failed", request.camera, request.name)
+            except Exception as exc:  # noqa: BLE001 - never let one request end the thread
+                log.error("commands: request on %s/%s failed: %s: %s", request.camera,
+                          request.name, type(exc).__name__, exc)
+                log.debug("commands: the failure in full", exc_info=True)
 
     def _handle(self, req: Request) -> None:
         reply: dict[str, Any] = {"node_id": self._link.topics.node_id, "camera": req.camera,
                                  "command": req.name}
         try:
+            refused = self._refused_response_topic(req)
             if req.too_large:
                 raise CommandError("too_large", f"payload larger than {MAX_PAYLOAD} bytes")
             data = parse_request(req.payload)
             if "id" in data:
                 reply["id"] = data["id"]
+            if refused:  # nothing runs for a request whose answer may not go where it asks
+                raise CommandError("response_topic", f"response topic refused: {refused}")
             if req.name not in COMMANDS:
                 raise CommandError("unknown_command",
                                    f"unknown command {req.name!r}; known: {', '.join(COMMANDS)}")
@@ -172,6 +185,12 @@ class CommandHandler:
             reply["ok"] = False
             reply["error"] = str(exc)
             self._count_error(req.name, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - a bug must still get an answer
+            reply["ok"] = False
+            reply["error"] = f"failed: {type(exc).__name__}"
+            self._count_error(req.name, "failed")
+            log.error("commands: %s/%s failed: %s: %s", req.camera, req.name,
+                      type(exc).__name__, exc)
         reply["ts"] = round(time.time(), 6)
         self._reply(req, reply)
 
@@ -205,8 +224,28 @@ class CommandHandler:
             raise CommandError("failed", f"camera {camera!r} has no state")
         return payload
 
+    def _refused_response_topic(self, req: Request) -> str | None:
+        """Why the request's response topic is refused (then the reply goes to .../reply/...)."""
+        if not (self._link.v5 and req.response_topic):
+            return None
+        why = self._reply_policy.refusal(req.response_topic, self._link.topics)
+        if why is None:
+            self._topic_episodes.recovered("commands: response topics accepted again")
+            return None
+        req.response_topic = None  # never used: the error goes to the documented reply topic
+        req.refused = True
+        self._topic_episodes.failure("commands: refused a response topic on %s/%s: %s",
+                                     req.camera, req.name, why)
+        return why
+
     def _reply(self, req: Request, reply: dict[str, Any]) -> None:
         # MQTT v5: to the response topic with the correlation data; else the reply topic.
         response = req.response_topic if self._link.v5 else None
-        self._link.publish_now(reply_message(self._link.topics, req.camera, req.name, reply,
-                                             response, req.correlation))
+        msg = reply_message(self._link.topics, req.camera, req.name, reply, response,
+                            req.correlation)
+        if req.refused and req.correlation is not None:
+            msg = replace(msg, correlation=req.correlation)  # the asker can match the refusal
+        try:
+            self._link.publish_now(msg)
+        except ValueError as exc:  # paho's own check of a topic (the policy should catch all)
+            log.error("commands: cannot reply on %r: %s", (response or "")[:200], exc)
