@@ -81,7 +81,9 @@ def seqs(sub: Subscriber, camera: str) -> list[int]:
 
 
 def live_demo(port: int) -> dict:
-    return demo_config(port, loop=True, realtime=True)
+    # policy every: the tests check that no frame is lost, which a busy machine would break
+    # under `latest` (frames replaced by newer ones are dropped by design).
+    return demo_config(port, loop=True, realtime=True, policy="every")
 
 
 def test_sighup_invalid_keeps_running_then_valid_adds_a_camera(tmp_path, broker, subscriber):
