@@ -51,7 +51,9 @@ def mqtt_sink(cfg: Config, topics: Topics, metrics: Metrics,
     outbox = None
     if ob.enabled and cfg.mqtt.qos > 0:
         outbox = Outbox(outbox_path(ob, dict(os.environ)), ob.max_messages, ob.max_bytes,
-                        ob.synchronous, on_drop=metrics.outbox_dropped.labels("full").inc)
+                        ob.synchronous, metrics=metrics,
+                        fallback_max_messages=ob.fallback_max_messages,
+                        fallback_max_bytes=ob.fallback_max_bytes, retry_max_s=ob.retry_max_s)
     return MqttSink(cfg.mqtt, topics, metrics, outbox, resolve_password(cfg.mqtt),
                     on_connected)
 

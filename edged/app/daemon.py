@@ -50,7 +50,7 @@ class Daemon:
                                self.readiness, sink_factory)
         self.health = Health(lambda: self.camera_set, self.progress, self._running_models,
                              self._mqtt_state, self._outbox_count,
-                             checks=[self._mqtt_problems])
+                             checks=[self._mqtt_problems, self._outbox_problems])
         self.pipeline: Pipeline | None = None
         self.link: MqttLink | None = None
         self._watchdog: Watchdog | None = None
@@ -108,6 +108,12 @@ class Daemon:
     def _outbox_count(self) -> int:
         sink = self.sink
         return sink.outbox_stats()[0] if sink is not None else 0
+
+    def _outbox_problems(self) -> list[Problem]:
+        """A degraded outbox (results only in memory) is not ready, with the reason."""
+        outbox = getattr(self.sink, "outbox", None)  # the MQTT sink's; other sinks have none
+        why = outbox.degraded_reason() if outbox is not None else None
+        return [Problem("outbox", "degraded", why)] if why else []
 
     def check(self) -> HealthReport:
         report = self.health.check(self._ready)

@@ -109,6 +109,17 @@ class OutboxConfig(_Strict):
         "normal", description="normal: survives a crash of edged; full: also a power loss "
         "(an fsync per result).",
     )
+    fallback_max_messages: int = Field(
+        10_000, ge=1, description="Most results kept in memory while the outbox file is "
+        "unusable (disk full, read-only, I/O error); then the oldest are dropped and counted.",
+    )
+    fallback_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Most payload bytes kept in memory likewise.",
+    )
+    retry_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait between tries to use an unusable "
+        "outbox file again (backoff from 1 s).",
+    )
 
 
 class CommandsConfig(_Strict):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from edged.app.events import Events, ResultPublished
 from edged.mqtt.contract import Message, Topics, result_message, result_payload
 from edged.service.metrics import Metrics
+from edged.service.ratelimit import EpisodeLog
 
 if TYPE_CHECKING:  # only the outcome's data is read here, not the worker module
     from edged.inference.worker import Outcome
@@ -53,6 +54,7 @@ class Publisher:
         self._lanes: dict[str, _Lane] = {}
         self._thread: threading.Thread | None = None
         self._gate = threading.Lock()  # held while a result is handed to the sink
+        self._lost_log = EpisodeLog(log)  # a failing hand-over: one line per episode
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -112,10 +114,19 @@ class Publisher:
     def _emit(self, o: Outcome, lane: _Lane) -> None:
         now = time.monotonic()
         frame = o.job.frame
-        payload = result_payload(self._link.topics.node_id, o.job.camera, lane.seq, frame,
-                                 o.model.name, o.model.labels, o.top or [], o.inference_s, now)
-        self._link.publish(result_message(self._link.topics, payload, self._qos, self._retain,
-                                          getattr(o.model, "sha256", None), self._expiry_s))
-        lane.seq += 1
+        seq, lane.seq = lane.seq, lane.seq + 1  # taken even if the hand-over fails: a gap
+        try:
+            payload = result_payload(self._link.topics.node_id, o.job.camera, seq, frame,
+                                     o.model.name, o.model.labels, o.top or [], o.inference_s,
+                                     now)
+            self._link.publish(result_message(self._link.topics, payload, self._qos,
+                                              self._retain, getattr(o.model, "sha256", None),
+                                              self._expiry_s))
+        except Exception as exc:  # noqa: BLE001 - counted and logged; publishing goes on
+            self._metrics.results_lost.labels("error").inc()
+            self._lost_log.failure("publisher: result %s seq %d lost: %s", o.job.camera, seq,
+                                   exc)
+            return
+        self._lost_log.recovered("publisher: results handed over again")
         self._events.emit(ResultPublished(o.job.camera, frame, payload))
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - frame.mono)

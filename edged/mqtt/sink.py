@@ -119,6 +119,10 @@ class MqttSink(Sink):
     def first_seq(self, camera: str) -> int:
         return self._outbox.next_seq(camera) if self._outbox is not None else 0
 
+    @property
+    def outbox(self) -> Outbox | None:
+        return self._outbox
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -216,6 +220,8 @@ class MqttSink(Sink):
         if getattr(reason_code, "is_failure", False):
             # The broker refused it for good (e.g. not authorized): retrying cannot help.
             self._metrics.outbox_dropped.labels("rejected").inc()
+            if topic_class == "result":
+                self._metrics.results_lost.labels("rejected").inc()
             log.warning("mqtt: broker rejected a %s message: %s", topic_class, reason_code)
         else:
             self._metrics.published.labels(topic_class).inc()
@@ -331,6 +337,7 @@ class MqttSink(Sink):
             if remaining is not None and remaining <= 0:
                 self._outbox.delete([row.id])
                 self._metrics.outbox_dropped.labels("expired").inc()
+                self._metrics.results_lost.labels("expired").inc()
                 continue
             self._send(row.message, row.id, self._properties(row.message, remaining))
         return last_id
@@ -358,7 +365,7 @@ class MqttSink(Sink):
     def unacknowledged(self) -> int:
         with self._lock:
             pending = len(self._pending)
-        return pending + (self._outbox.count if self._outbox is not None else 0)
+        return pending + (self._outbox.waiting if self._outbox is not None else 0)
 
     def outbox_stats(self) -> tuple[int, int, float]:
         """(messages, payload bytes, age in seconds of the oldest) not yet acknowledged."""
@@ -375,7 +382,7 @@ class MqttSink(Sink):
         while True:
             with self._lock:
                 idle = not self._pending and not self._acked_rows
-            if idle and (not outbox or self._outbox is None or self._outbox.count == 0):
+            if idle and (not outbox or self._outbox is None or self._outbox.waiting == 0):
                 return True
             left = deadline - time.monotonic()
             if left <= 0 or not self._connected.is_set():
@@ -392,13 +399,13 @@ class MqttSink(Sink):
         if self._connected.is_set():
             if not self.flush(timeout):
                 log.warning("mqtt: %d messages not acknowledged at exit%s", self.unacknowledged,
-                            "; kept in the outbox" if self._outbox is not None else "")
+                            self._outbox.exit_note() if self._outbox is not None else "")
             if self.publish_now(self._status("stopped")):
                 self.flush(2.0, outbox=False)
         elif self.unacknowledged:
             log.warning("mqtt: broker unreachable at exit; %d messages not delivered%s",
                         self.unacknowledged,
-                        " (kept in the outbox for the next start)" if self._outbox else "")
+                        self._outbox.exit_note() if self._outbox is not None else "")
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
@@ -409,6 +416,11 @@ class MqttSink(Sink):
             acked, self._acked_rows = self._acked_rows, []
         if acked and self._outbox is not None:
             self._outbox.delete(acked)
+        if self._outbox is None:  # no outbox: results the broker did not take are gone
+            with self._lock:
+                gone = sum(1 for _, cls in self._pending.values() if cls == "result")
+            if gone:
+                self._metrics.results_lost.labels("shutdown").inc(gone)
         self._client = None
         client.disconnect()
         client.loop_stop()

@@ -36,6 +36,12 @@ FALLBACK_REASONS = ("load_failed", "invoke_failed", "invoke_timeout")
 RELOAD_RESULTS = ("applied", "invalid", "failed")
 COMMAND_OUTCOMES = ("ok", "error")
 
+# Why a result that took a seq will never reach the broker (each leaves a gap in seq).
+LOST_REASONS = ("outbox_full", "fallback_full", "store_damaged", "crash", "shutdown", "expired",
+                "rejected", "error")
+# Why the outbox file was unusable.
+STORE_FAILURE_KINDS = ("full", "readonly", "io", "corrupt", "cantopen", "other")
+
 
 class Metrics:
     """Every metric edged exports. Each instance owns its registry, so tests get fresh ones."""
@@ -124,6 +130,27 @@ class Metrics:
         self.reloads = Counter("edged_config_reloads_total",
                                "SIGHUP reloads, by result (applied, invalid, failed).",
                                ["result"], registry=r)
+        # Issue 12: a lost result is never silent; the outbox never stops the pipeline.
+        self.results_lost = Counter(
+            "edged_results_lost_total", "Results that took a seq but will never be delivered, "
+            "by reason (outbox_full: oldest dropped from the file; fallback_full: oldest "
+            "dropped from memory while the file was unusable; store_damaged: unreadable rows "
+            "of a damaged file; crash: seqs skipped after an unclean stop that may have lost "
+            "the file's newest rows; shutdown: only in memory at exit; expired; rejected by "
+            "the broker; error).", ["reason"], registry=r)
+        self.outbox_healthy = Gauge("edged_outbox_healthy", "1 while the outbox file takes "
+                                    "writes; 0 while results are kept in memory only.",
+                                    registry=r)
+        self.outbox_healthy.set(1)  # no outbox, or not opened yet: nothing wrong known
+        self.outbox_fallback_messages = Gauge(
+            "edged_outbox_fallback_messages", "Results kept in memory because the outbox file "
+            "is unusable.", registry=r)
+        self.outbox_store_failures = Counter(
+            "edged_outbox_store_failures_total", "Episodes of an unusable outbox file, by kind "
+            "(full, readonly, io, corrupt, cantopen, other).", ["kind"], registry=r)
+        self.outbox_moved_aside = Counter("edged_outbox_moved_aside_total",
+                                          "Damaged outbox files moved aside at start.",
+                                          registry=r)
         self.watchdog_pings = Counter("edged_watchdog_pings_total",
                                       "WATCHDOG=1 notifications sent to systemd.", registry=r)
         self.http_dropped = Counter(
@@ -145,6 +172,10 @@ class Metrics:
             self.outbox_dropped.labels(reason)
         for reason in HTTP_DROP_REASONS:
             self.http_dropped.labels(reason)
+        for reason in LOST_REASONS:
+            self.results_lost.labels(reason)
+        for kind in STORE_FAILURE_KINDS:
+            self.outbox_store_failures.labels(kind)
 
     def declare_camera(self, camera: str, failure_kinds: Iterable[str]) -> None:
         """A camera's series at 0 (and its gauges at "down") before its first frame."""
