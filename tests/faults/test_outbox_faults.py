@@ -81,7 +81,7 @@ class InProcess:
 
     def taken(self) -> int:
         """How many seqs the camera has taken (the next seq)."""
-        lane = self.daemon.publisher._lanes.get(CAMERA)
+        lane = self.daemon.pipeline.publisher._lanes.get(CAMERA)
         return lane.seq if lane is not None else 0
 
     def wait(self, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
@@ -176,7 +176,7 @@ def test_full_filesystem_keeps_publishing_from_memory_and_counts_what_overflows(
         assert not [p for p in run.daemon.readiness()["problems"] if "outbox" in p]
         at = run.taken()
         run.wait(lambda: max(_seen(sub)) > at + 20, 30, "results after recovery")
-        assert all(t.is_alive() for t in [run.daemon.publisher._thread])
+        assert all(t.is_alive() for t in [run.daemon.pipeline.publisher._thread])
     assert run.value("edged_outbox_messages") == _file_count(outbox)
     _account("full filesystem", run, sub, outbox)
     assert run.lost()["fallback_full"] > 0
