@@ -27,7 +27,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime, timezone
 
 from edged.config import OutboxConfig
@@ -160,6 +159,7 @@ class Outbox:
             self._ledger.state.clean = False
             self._ledger.state.degraded = not self._healthy
             self._ledger.reserve(self._nexts)
+            self._ledger.start()
             self._write_ledger()
             self._ledger_ready = True
             waiting = self._store.count + len(self._memory)
@@ -323,6 +323,7 @@ class Outbox:
             self._ledger.state.kept = self._store.count - len(self._undeleted) \
                 if self._store.is_open else None
             self._write_ledger(quiet=True)
+            self._ledger.stop()
             self._store.close()
             self._healthy = False
             self._update_gauges()
@@ -343,13 +344,9 @@ class Outbox:
         with self._lock:
             self._last_id += 1
             created = msg.created if msg.created is not None else self._clock()
-            row = Row(self._last_id, replace(msg, created=created), created)
+            row = Row(self._last_id, msg, created)  # the sink reads the time from the row
             self._nexts[camera] = max(self._nexts.get(camera, 0), seq + 1)
-            if self._ledger.needs(camera, seq + 1):
-                self._ledger.reserve({camera: seq + 1})
-                self._write_ledger()
-            elif self._ledger_failing and self._mono() >= self._ledger_retry_at:
-                self._write_ledger()
+            self._take_seq(camera, seq + 1)
             if not self._healthy:
                 self._try_recover()
             if self._healthy:
@@ -562,16 +559,47 @@ class Outbox:
         if self._metrics is not None:
             self._metrics.results_lost.labels(reason).inc(n)
 
+    def _take_seq(self, camera: str, nxt: int) -> None:
+        """Keep the ledger's reservation ahead of `nxt` (the camera's next seq): written
+        ahead in the background, waited for only if this seq is not yet covered on disk."""
+        ledger = self._ledger
+        if ledger.ahead_due(camera, nxt):
+            ledger.reserve({camera: nxt})
+            try:
+                ledger.write_ahead()
+            except ValueError as exc:  # a record too large: cannot be written at all
+                self._ledger_failed(exc, quiet=False)
+        if nxt > ledger.durable.get(camera, -1):
+            if self._ledger_failing and self._mono() < self._ledger_retry_at:
+                return  # known not to work: said once, retried later
+            try:
+                ledger.settle()
+            except (OSError, TimeoutError) as exc:
+                self._ledger_failed(exc, quiet=False)
+                if self._mono() >= self._ledger_retry_at:
+                    self._write_ledger()
+                return
+            if nxt > ledger.durable.get(camera, -1):
+                self._write_ledger()  # an older write settled: write this reservation now
+            elif self._ledger_failing:
+                self._ledger_ok()
+
     def _write_ledger(self, quiet: bool = False) -> None:
         try:
             self._ledger.write()
-        except (OSError, ValueError) as exc:
-            self._ledger_retry_at = self._mono() + self._retry_max
-            if not self._ledger_failing and not quiet:
-                log.warning("outbox: cannot write the seq ledger %s (%s): seq may repeat after "
-                            "a power loss until it can", self._ledger.path, exc)
-            self._ledger_failing = True
+        except (OSError, ValueError, TimeoutError) as exc:
+            self._ledger_failed(exc, quiet)
             return
+        self._ledger_ok()
+
+    def _ledger_failed(self, exc: BaseException, quiet: bool) -> None:
+        self._ledger_retry_at = self._mono() + self._retry_max
+        if not self._ledger_failing and not quiet:
+            log.warning("outbox: cannot write the seq ledger %s (%s): seq may repeat after "
+                        "a power loss until it can", self._ledger.path, exc)
+        self._ledger_failing = True
+
+    def _ledger_ok(self) -> None:
         if self._ledger_failing:
             log.info("outbox: seq ledger %s written again", self._ledger.path)
         self._ledger_failing = False

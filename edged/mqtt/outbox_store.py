@@ -7,6 +7,7 @@ succeeded, never before.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -91,13 +92,16 @@ def _values(r: Row) -> tuple:
 def error_kind(exc: BaseException) -> str:
     """A short name for why the store failed: full, readonly, io, corrupt, cantopen, other."""
     name = getattr(exc, "sqlite_errorname", "") or ""
-    errno = getattr(exc, "errno", None)
+    code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
     text = str(exc).lower()
-    if name.startswith("SQLITE_FULL") or errno == 28 or "disk is full" in text:
+    if name.startswith("SQLITE_FULL") or code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
+            or "disk is full" in text:
         return "full"
-    if (name.startswith("SQLITE_READONLY") or errno in (13, 30) or "readonly" in text
-            or "read-only" in text):
+    if (name.startswith("SQLITE_READONLY") or code in (errno.EROFS, errno.EACCES, errno.EPERM)
+            or "readonly" in text or "read-only" in text):
         return "readonly"
+    if code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOENT):
+        return "cantopen"  # e.g. a file where the folder should be
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text \
             or "not a database" in text:
         return "corrupt"

@@ -6,6 +6,10 @@ number and a checksum, then fsync'd: a torn write leaves the other slot valid, a
 place needs no new disk blocks, so it still works on a full filesystem. While running, the
 ledger reserves `margin` seqs ahead (one write per `margin` results per camera); a clean stop
 writes the exact next seqs and marks the file clean.
+
+The fsync stays off the publishing path: halfway through a reservation the next one is
+written by a single named writer thread (`write_ahead`), and a seq past what is known to be
+on disk waits for that write (`settle`), which has long finished at any real result rate.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +79,23 @@ class SeqLedger:
         self.margin = margin
         self.state = LedgerState()
         self.loaded: LedgerState | None = None  # what the previous run left, if readable
+        self.durable: dict[str, int] = {}  # reservations known to be on disk
+        self._writer: ThreadPoolExecutor | None = None  # one thread: writes stay in order
+        self._last: tuple[Future[None], dict[str, int]] | None = None
+
+    def start(self) -> None:
+        """The writer thread for write_ahead(); without it every write is synchronous."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-ledger")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                self.settle(timeout)
+            except (OSError, ValueError, TimeoutError):
+                pass
+            writer.shutdown(wait=False, cancel_futures=True)
 
     def load(self) -> LedgerState | None:
         """The newest valid slot, or None (no file, unreadable, or both slots torn)."""
@@ -89,18 +111,51 @@ class SeqLedger:
             self.state.gen = self.loaded.gen
         return self.loaded
 
-    def write(self) -> None:
-        """Write the current state into the slot not holding the newest record; fsync."""
+    def _encode(self) -> tuple[int, bytes, dict[str, int]]:
         self.state.gen += 1
-        data = self.state.encode()
+        return self.state.gen, self.state.encode(), dict(self.state.next)
+
+    def _put(self, gen: int, data: bytes) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size < 2 * SLOT:
                 os.pwrite(fd, b"\0" * (2 * SLOT), 0)  # allocate both slots once
-            os.pwrite(fd, data, (self.state.gen % 2) * SLOT)
+            os.pwrite(fd, data, (gen % 2) * SLOT)
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def write(self, timeout: float = 10.0) -> None:
+        """Write the current state (into the slot not holding the newest record), fsync,
+        and return once it is on disk. Raises OSError/ValueError/TimeoutError."""
+        gen, data, snap = self._encode()
+        if self._writer is None:
+            self._put(gen, data)
+        else:
+            future = self._writer.submit(self._put, gen, data)
+            self._last = (future, snap)
+            future.result(timeout)
+        self.durable = snap
+
+    def write_ahead(self) -> None:
+        """Start writing the current state; settle() waits for it. Raises ValueError."""
+        if self._writer is None:
+            self.write()
+            return
+        gen, data, snap = self._encode()
+        self._last = (self._writer.submit(self._put, gen, data), snap)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait for the last write; raises its error (OSError, TimeoutError)."""
+        if self._last is None:
+            return
+        future, snap = self._last
+        future.result(timeout)
+        self.durable = snap
+
+    def ahead_due(self, camera: str, next_seq: int) -> bool:
+        """Halfway through this camera's reservation: time to write the next one."""
+        return next_seq + self.margin // 2 > self.state.next.get(camera, -1)
 
     def needs(self, camera: str, next_seq: int) -> bool:
         """True when `next_seq` passes this camera's reservation (a write is due)."""

@@ -190,3 +190,22 @@ def test_file_damaged_while_running_is_set_aside_and_the_queue_goes_on(tmp_path)
     assert [r.seq for r in box.after(0, 100)] == [20, 21]
     assert _lost(m, "store_damaged") == 20  # the rows it held, as last counted
     box.close()
+
+
+def test_ledger_survives_a_torn_write_and_stays_ahead_of_every_seq(tmp_path):
+    path = tmp_path / "outbox.db"
+    box = _box(path, seq_margin=10)
+    box.open()
+    for seq in range(95):
+        box.put(_msg(seq, b"p"))
+        # Every seq taken is below what the ledger has on disk.
+        assert SeqLedger(f"{path}.seq").load().next["cam"] > seq
+    box.close()
+    ledger = SeqLedger(f"{path}.seq")
+    newest = ledger.load()
+    assert newest.clean and newest.next == {"cam": 95}
+    with open(f"{path}.seq", "r+b") as f:  # a torn write of the newest slot
+        f.seek((newest.gen % 2) * 16384 + 30)
+        f.write(b"garbage")
+    older = SeqLedger(f"{path}.seq").load()
+    assert older is not None and older.gen == newest.gen - 1
