@@ -27,6 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout  # not TimeoutError on 3.10
 from datetime import datetime, timezone
 
 from edged.config import OutboxConfig
@@ -574,7 +575,7 @@ class Outbox:
                 return  # known not to work: said once, retried later
             try:
                 ledger.settle()
-            except (OSError, TimeoutError) as exc:
+            except (OSError, FutureTimeout) as exc:
                 self._ledger_failed(exc, quiet=False)
                 if self._mono() >= self._ledger_retry_at:
                     self._write_ledger()
@@ -587,7 +588,7 @@ class Outbox:
     def _write_ledger(self, quiet: bool = False) -> None:
         try:
             self._ledger.write()
-        except (OSError, ValueError, TimeoutError) as exc:
+        except (OSError, ValueError, FutureTimeout) as exc:
             self._ledger_failed(exc, quiet)
             return
         self._ledger_ok()

@@ -18,6 +18,7 @@ import json
 import os
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout  # not TimeoutError on 3.10
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,7 @@ class SeqLedger:
         if writer is not None:
             try:
                 self.settle(timeout)
-            except (OSError, ValueError, TimeoutError):
+            except (OSError, ValueError, FutureTimeout):
                 pass
             writer.shutdown(wait=False, cancel_futures=True)
 

@@ -280,7 +280,8 @@ def test_read_only_folder_the_daemon_starts_and_publishes_from_memory(tmp_path, 
     assert seen == set(range(max(seen) + 1)), "broker up: nothing may be missing"
 
 
-def _run_with_backlog(tmp_path: Path, broker, sub, outbox: Path) -> tuple[InProcess, int]:  # noqa: ANN001
+def _run_with_backlog(tmp_path: Path, broker, sub,  # noqa: ANN001
+                      outbox: Path) -> tuple[InProcess, int]:
     """A first run: some results delivered, then the broker goes down and results stay in the
     outbox; returns the run and the first seq that was not delivered."""
     cfg = _config(tmp_path, broker.port, outbox)
