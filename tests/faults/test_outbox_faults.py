@@ -7,6 +7,7 @@ accounted for: delivered, counted lost (a gap), or still kept in the outbox file
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +30,26 @@ from tests.helpers.faultfs import FileSizeLimit, Mounts, fill, rss_mb
 RSS_LIMIT_MB = 400
 CAMERA = "conveyor"
 NUMBERS: dict[str, dict] = {}  # per test: delivered / lost / kept, printed for docs/reliability
+
+
+class _Tracebacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks():
+    """In-process daemons: no log record may carry a traceback (one clear line per error)."""
+    handler = _Tracebacks()
+    logging.getLogger().addHandler(handler)
+    yield
+    logging.getLogger().removeHandler(handler)
+    assert not handler.records, [r.getMessage() for r in handler.records]
 
 
 @pytest.fixture
