@@ -325,13 +325,13 @@ def test_damaged_outbox_at_start_is_moved_aside_rescued_and_counted(tmp_path, en
         f.write(os.urandom(8192))
     broker.start()
     cfg = _config(tmp_path, broker.port, outbox)
+    restarted_at = time.time()
     with InProcess(cfg) as run:
         assert run.daemon.sink.outbox.healthy
         aside = [p.name for p in outbox.parent.iterdir()
                  if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
         assert len(aside) == 1 and aside[0].startswith("outbox.db.corrupt-20"), aside
         assert run.value("edged_outbox_moved_aside_total") == 1
-        restarted_at = time.time()
         run.wait(lambda: max(_seen(sub)) > first.taken() + 40, 30, "live results")
     assert run.value("edged_outbox_messages") == _file_count(outbox)
     live = [m["seq"] for m in sub.results() if m["ts"] >= restarted_at]
