@@ -8,9 +8,12 @@
 #   /opt/edged/venv                    a virtual environment with edged and its dependencies
 #   /opt/edged/share/models/demo       the demo model, labels and video
 #   /opt/edged/share/doc               README, example config, Grafana dashboard
-#   $UNITDIR/edged.service, edged@.service        (default /etc/systemd/system)
+#   $UNITDIR/edged.service, edged@.service,       (default /etc/systemd/system)
+#           edged-credentials@.service
 #   $UDEVDIR/60-edged-coral.rules                 (default /etc/udev/rules.d)
-#   /etc/edged/config.yaml             from config.example.yaml, only when none exists
+#   /etc/edged/config.yaml             from config.example.yaml, only when none exists; the
+#                                      demo camera loops its video at its own frame rate,
+#                                      so a fresh install keeps running and publishing
 #   /etc/edged/credentials/            files here become credentials mqtt_<file> (mode 0700)
 # The config and the state in /var/lib/edged are kept on uninstall.
 #
@@ -40,6 +43,7 @@ uninstall() {
     systemctl disable --now edged.service 2>/dev/null || true
   fi
   rm -f "$DESTDIR$UNITDIR/edged.service" "$DESTDIR$UNITDIR/edged@.service" \
+        "$DESTDIR$UNITDIR/edged-credentials@.service" \
         "$DESTDIR$UDEVDIR/60-edged-coral.rules"
   rm -rf "$DESTDIR$PREFIX"
   if live_systemd; then
@@ -69,7 +73,8 @@ install_files() {
   install -d -m 0755 "$DESTDIR$PREFIX/share/doc" "$DESTDIR$PREFIX/share/models/demo" \
     "$DESTDIR$UNITDIR" "$DESTDIR$UDEVDIR" "$DESTDIR$CONFDIR"
   install -d -m 0700 "$DESTDIR$CONFDIR/credentials"
-  install -m 0644 "$SRC/systemd/edged.service" "$SRC/systemd/edged@.service" "$DESTDIR$UNITDIR/"
+  install -m 0644 "$SRC/systemd/edged.service" "$SRC/systemd/edged@.service" \
+    "$SRC/systemd/edged-credentials@.service" "$DESTDIR$UNITDIR/"
   install -m 0644 "$SRC/systemd/60-edged-coral.rules" "$DESTDIR$UDEVDIR/"
   install -m 0644 "$SRC/models/demo/model.tflite" "$SRC/models/demo/labels.txt" \
     "$SRC/models/demo/conveyor.mp4" "$DESTDIR$PREFIX/share/models/demo/"
@@ -78,8 +83,12 @@ install_files() {
     [ -f "$doc" ] && install -m 0644 "$doc" "$DESTDIR$PREFIX/share/doc/"
   done
   if [ ! -e "$DESTDIR$CONFDIR/config.yaml" ]; then
-    # The example's relative demo paths point at the installed demo files.
-    sed "s#models/demo/#$PREFIX/share/models/demo/#g" "$SRC/config.example.yaml" \
+    # The example's relative demo paths point at the installed demo files, and its demo
+    # camera loops at the video's own rate: a service that plays the file once would exit
+    # after a few seconds (the example's defaults stay as documented).
+    sed -e "s#models/demo/#$PREFIX/share/models/demo/#g" \
+        -e "s#^    loop: false   #    loop: true    #" \
+        -e "s#^    realtime: false   #    realtime: true    #" "$SRC/config.example.yaml" \
       > "$DESTDIR$CONFDIR/config.yaml.tmp"
     chmod 0644 "$DESTDIR$CONFDIR/config.yaml.tmp"
     mv "$DESTDIR$CONFDIR/config.yaml.tmp" "$DESTDIR$CONFDIR/config.yaml"

@@ -20,6 +20,7 @@ from edged.capture.camera import Camera
 from edged.config import CameraConfig, Config, split_listen
 from edged.config.credentials import resolve_password
 from edged.errors import EdgedError, SourceError
+from edged.inference.backends.fastpath import check_fast_path
 from edged.inference.scheduler import Scheduler
 from edged.inference.worker import Outcome, WorkerPool
 from edged.model.loaded import LoadedModel, load_model
@@ -150,6 +151,7 @@ class Builder:
 
     def pool(self, model: LoadedModel, cfg: Config, publisher: Publisher) -> WorkerPool:
         self._metrics.model_info.labels(model.name, model.sha256, model.backend_key).set(1)
+        check_fast_path(model, self._metrics.backend_fast_path)  # one warning when it is slow
         workers = cfg.models[model.name].workers
 
         def deliver(outcome: Outcome) -> None:

@@ -26,6 +26,7 @@ from edged.mqtt.contract import Topics
 from edged.mqtt.link import MqttLink
 from edged.service.metrics import Metrics, MetricsServer
 from edged.service.notify import Notifier, Watchdog, watchdog_interval
+from edged.service.reloadwait import ReloadStatusFile
 from edged.sinks.base import Sink
 from edged.web.server import LiveView
 
@@ -44,6 +45,8 @@ class Daemon:
         self._environ = environ if environ is not None else {}
         self.events = Events()
         self.camera_set = CameraSet()
+        self._reload_status = ReloadStatusFile.from_env(self._environ)  # `edged reload-wait`
+        self._applied = ("failed", "")  # the last apply(): result and reason
         self.progress = Progress()
         self.lifecycle = Lifecycle()
         self.builder = Builder(self.metrics, self.events, self.camera_set, self.progress,
@@ -127,7 +130,12 @@ class Daemon:
     def status(self) -> str:
         return status_text(self.check(), self._rate.update(self.progress.total()))
 
+    def _recover_wedged(self) -> None:
+        for camera in self.cameras:
+            camera.recover_if_wedged()
+
     def _watchdog_problems(self) -> list[str]:
+        self._recover_wedged()  # before judging: a camera that can be reopened is no hang
         problems = [str(p) for p in self.check().wedged]
         if not problems:
             self.metrics.watchdog_pings.inc()
@@ -194,6 +202,7 @@ class Daemon:
             self.start()
             next_status = time.monotonic() + status_every_s
             while not stop.wait(0.2):
+                self._recover_wedged()
                 if self.finished:
                     log.info("all sources ended; finishing")
                     break
@@ -212,9 +221,12 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read the config file; apply what changed, or keep running on the old config."""
         self.notifier.reloading()
+        started = time.monotonic_ns()
+        outcome = ("failed", "an unexpected error (see the log)")
         try:
             if self.config_path is None:
-                log.error("reload: no config file to re-read")
+                outcome = ("failed", "no config file to re-read")
+                log.error("reload: %s", outcome[1])
                 return False
             try:
                 new = load_config(self.config_path)
@@ -223,15 +235,20 @@ class Daemon:
                     log.error("reload: %s", line)
                 log.error("reload: invalid config; still running on the previous one")
                 self.metrics.reloads.labels("invalid").inc()
+                outcome = ("invalid", exc.lines[0] if exc.lines else "invalid config")
                 return False
             except Exception as exc:  # noqa: BLE001 - no config file may stop the daemon
                 log.error("reload: cannot load %s: %s: %s; still running on the previous "
                           "config", self.config_path, type(exc).__name__, str(exc)[:200])
                 self.metrics.reloads.labels("invalid").inc()
+                outcome = ("invalid", f"cannot load {self.config_path}: {type(exc).__name__}")
                 return False
-            return self.apply(new)
+            ok = self.apply(new)
+            outcome = self._applied
+            return ok
         finally:
             self.notifier.ready(self.status())
+            self._reload_status.write(started, *outcome)
 
     def apply(self, new: Config) -> bool:
         """Apply a validated config to the running pipeline."""
@@ -244,8 +261,10 @@ class Daemon:
         except EdgedError as exc:
             log.error("reload: %s; still running on the previous config", exc)
             self.metrics.reloads.labels("failed").inc()
+            self._applied = ("failed", str(exc))
             return False
         self.cfg = new
+        self._applied = ("applied", diff.summary())
         log.info("reload: applied (%s)", diff.summary())
         self.metrics.reloads.labels("applied").inc()
         return True

@@ -9,6 +9,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping
+from typing import TextIO
 
 from edged.service.ratelimit import RepeatFilter
 from edged.capture.sources.url import redact as redact_url
@@ -31,6 +33,38 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+# syslog(3) levels, which journald reads from a "<N>" prefix on each line of a stream.
+_SYSLOG_LEVEL = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                 (logging.INFO, 6))
+
+
+def syslog_priority(levelno: int) -> int:
+    return next((prio for level, prio in _SYSLOG_LEVEL if levelno >= level), 7)
+
+
+class JournalFormatter(RedactingFormatter):
+    """For stderr connected to journald: every line (a traceback's too) starts with `<N>`, so
+    `journalctl -p warning` finds warnings and errors; journald adds the timestamp itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def journal_stream(environ: Mapping[str, str], fd: int) -> bool:
+    """True when `fd` is the stream systemd connected to journald ($JOURNAL_STREAM holds its
+    device:inode; a child whose stderr was redirected elsewhere must not print prefixes)."""
+    value = environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(fd)
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg (and exc when there is one)."""
 
@@ -45,12 +79,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "info", fmt: str = "text",
+                  environ: Mapping[str, str] | None = None, stream: TextIO | None = None) -> None:
+    stream = stream if stream is not None else sys.stderr
+    environ = environ if environ is not None else os.environ
+    handler = logging.StreamHandler(stream)
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
-    elif os.environ.get("JOURNAL_STREAM"):
+    elif journal_stream(environ, fd):
         # journald stamps every line itself; a second timestamp is noise there.
+        handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
+    elif environ.get("JOURNAL_STREAM"):
+        # Started by systemd, stderr elsewhere (e.g. a file): no prefixes, no timestamp.
         handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -127,6 +127,10 @@ class Metrics:
         self.model_info = Gauge("edged_model_info", "1 per loaded model: its file digest and "
                                 "accelerator.", ["model", "sha256", "accelerator"], registry=r)
         self.ready = Gauge("edged_ready", "1 while /readyz reports ready.", registry=r)
+        self.backend_fast_path = Gauge(
+            "edged_backend_fast_path", "1 when the model's CPU backend has its fast path (the "
+            "XNNPACK delegate), 0 when it runs the slow reference kernels.", ["model"],
+            registry=r)
         self.reloads = Counter("edged_config_reloads_total",
                                "SIGHUP reloads, by result (applied, invalid, failed).",
                                ["result"], registry=r)

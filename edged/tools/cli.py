@@ -1,4 +1,4 @@
-"""The `edged` command line: run, check-config, classify, --version."""
+"""The `edged` command line: run, check-config, reload-wait, classify, --version."""
 
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("-c", "--config", help="config file (default as for run)")
+
+    rw = sub.add_parser("reload-wait", help="send SIGHUP to a running edged and wait until it "
+                                            "has applied the config (or refused it); for "
+                                            "ExecReload= of the systemd units")
+    rw.add_argument("--pid", type=int, required=True, help="the daemon's pid ($MAINPID)")
+    rw.add_argument("--timeout", type=float, default=90.0,
+                    help="seconds to wait for the outcome (default 90)")
+    rw.add_argument("--runtime-dir", help="where edged writes reload.json (default "
+                                          "$RUNTIME_DIRECTORY)")
 
     cls = sub.add_parser("classify", help="classify images with the daemon's preprocessing")
     cls.add_argument("--model", required=True, help="TFLite model file")
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             load_config(path)
             print(f"{path}: ok")
             return 0
+        if args.command == "reload-wait":
+            return _reload_wait(args)
         if args.command == "classify":
             from edged.tools.classify import run_classify
             from edged.service.logs import setup_logging
@@ -156,6 +167,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _reload_wait(args: argparse.Namespace) -> int:
+    from edged.service.reloadwait import reload_wait, runtime_directory
+
+    directory = args.runtime_dir or runtime_directory(os.environ)
+    if not directory:
+        raise EdgedError("reload-wait: no --runtime-dir and no $RUNTIME_DIRECTORY (the units "
+                         "set RuntimeDirectory=)")
+    if args.timeout <= 0:
+        raise EdgedError("reload-wait: --timeout must be positive")
+    code, line = reload_wait(args.pid, directory, args.timeout)
+    print(line if code == 0 else f"edged: {line}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
