@@ -60,8 +60,16 @@ install_venv() {
     return
   fi
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  # Build from a copy: pip builds in the source tree (egg-info), which may be read-only (a
+  # bind mount) or a user's checkout that root should not leave files in.
+  local build
+  build=$(mktemp -d)
+  # shellcheck disable=SC2064 # expand now: $build is local
+  trap "rm -rf '$build'" RETURN
+  cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/edged" "$build/"
+  find "$build" -name __pycache__ -prune -exec rm -rf {} +
   # shellcheck disable=SC2086 # PIP_ARGS is a list of words on purpose
-  "$venv/bin/python" -m pip install -q --upgrade ${PIP_ARGS:-} "$SRC"
+  "$venv/bin/python" -m pip install -q --upgrade ${PIP_ARGS:-} "$build"
   if [ -n "$DESTDIR" ]; then
     # A venv records its own path; a staged one must name its final place.
     grep -rlF "$venv" "$venv/bin" "$venv/pyvenv.cfg" 2>/dev/null \

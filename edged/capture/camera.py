@@ -32,6 +32,11 @@ def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa:
         delay = min(delay * 2, maximum)
 
 
+# Capture threads of one camera left stuck in a read at once, at most: each holds a source (a
+# decoder, a socket). Beyond this the camera is not recovered; the watchdog takes over.
+MAX_ABANDONED = 2
+
+
 class Camera:
     def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics,
                  tickets: Iterator[int] | None = None) -> None:
@@ -54,6 +59,10 @@ class Camera:
         # when it will again): the watchdog tells a wedged thread from a camera being retried.
         self.alive_mono = 0.0
         self.last_frame: Frame | None = None  # the newest frame, for on-demand commands
+        self._stuck: list[threading.Thread] = []  # wedged threads left by recover_if_wedged
+        self._recover_lock = threading.Lock()
+        self._started_mono = 0.0
+        self._gave_up = False
 
     @property
     def live(self) -> bool:
@@ -85,8 +94,52 @@ class Camera:
         started = time.monotonic()
         self._metrics.last_frame_age.labels(self.name).set_function(
             lambda: time.monotonic() - (self.last_frame_mono or started))
-        self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
+        self._started_mono = time.monotonic()
+        self._spawn()
+
+    def _spawn(self) -> None:
+        # Each capture thread gets its source and its own stop event: an abandoned thread
+        # that wakes up later sees its event set and leaves without touching the new one's.
+        assert self._source is not None
+        self._thread = threading.Thread(target=self._run, args=(self._source, self._stop),
+                                        name=f"camera-{self.name}", daemon=True)
         self._thread.start()
+
+    def recover_if_wedged(self, now: float | None = None) -> bool:
+        """A live source stuck in one read for longer than timeout_s (its own timeouts did not
+        fire): abandon that thread (it closes its source if the read ever returns) and reopen
+        the source in a new one, instead of letting the watchdog restart the whole daemon.
+        At most MAX_ABANDONED stuck threads per camera; True when it recovered now."""
+        with self._recover_lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive() or not self.live or self._stop.is_set():
+                return False
+            now = time.monotonic() if now is None else now
+            stuck = now - max(self.alive_mono, self._started_mono)
+            if stuck <= self.cfg.timeout_s:
+                return False
+            self._stuck = [t for t in self._stuck if t.is_alive()]
+            if len(self._stuck) >= MAX_ABANDONED:
+                if not self._gave_up:
+                    log.error("camera %s: capture stuck for %.1fs and %d earlier capture threads "
+                              "still are; not reopening again (the watchdog decides)",
+                              self.name, stuck, len(self._stuck))
+                self._gave_up = True
+                return False
+            self._gave_up = False
+            self._stop.set()  # the old thread's own event: it leaves when its read returns
+            self._stuck.append(thread)
+            self._stop = threading.Event()
+            self._metrics.camera_up.labels(self.name).set(0)
+            self._metrics.source_failures.labels(self.name, "wedged").inc()
+            self._metrics.camera_reconnects.labels(self.name, "wedged").inc()
+            log.error("camera %s: capture stuck in one read for %.1fs (timeout %gs) [wedged]; "
+                      "abandoning that thread and reopening the source (%d stuck of at most %d)",
+                      self.name, stuck, self.cfg.timeout_s, len(self._stuck), MAX_ABANDONED)
+            self._source = make_source(self.cfg)
+            self._beat()
+            self._spawn()
+            return True
 
     def use_scheduler(self, scheduler: Scheduler) -> None:
         """Feed another model's workers from the next frame on (a reload swapped the model);
@@ -98,9 +151,10 @@ class Camera:
     def request_stop(self, timeout: float = 2.0) -> None:
         """Signal the capture thread; stop() then waits until `timeout` after this call, so
         many cameras signalled together are awaited together, not one after the other."""
-        if not self._stop.is_set():
-            self._stop_deadline = time.monotonic() + timeout
-        self._stop.set()
+        with self._recover_lock:  # not while recover_if_wedged swaps the thread
+            if not self._stop.is_set():
+                self._stop_deadline = time.monotonic() + timeout
+            self._stop.set()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop capturing and close the source; idempotent."""
@@ -121,21 +175,20 @@ class Camera:
         if self._source is not None:
             self._source.close()
 
-    def _run(self) -> None:
+    def _run(self, src: Source, stop: threading.Event) -> None:
         try:
-            if self.live:
-                self._run_live()
+            if src.live:
+                self._run_live(src, stop)
             else:
-                self._run_finite()
+                self._run_finite(src, stop)
         except Exception:  # a bug must not pass silently, nor kill the daemon unseen
             log.exception("camera %s: capture failed", self.name)
         finally:
-            self._metrics.camera_up.labels(self.name).set(0)
-            self.finished.set()
+            if stop is self._stop:  # not for a thread abandoned by recover_if_wedged
+                self._metrics.camera_up.labels(self.name).set(0)
+                self.finished.set()
 
-    def _run_finite(self) -> None:
-        src = self._source
-        assert src is not None
+    def _run_finite(self, src: Source, stop: threading.Event) -> None:
         interval = 0.0
         if self.cfg.realtime and src.fps > 0:
             interval = 1.0 / src.fps
@@ -143,7 +196,7 @@ class Camera:
             interval = max(interval, 1.0 / self.cfg.fps)
         self._metrics.camera_up.labels(self.name).set(1)
         due = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             self._beat()
             try:
                 item = src.read()
@@ -165,34 +218,36 @@ class Camera:
                 # Pace like a camera; after a stall, restart the clock instead of bursting.
                 due = max(due + interval, time.monotonic() - interval)
                 self._beat(max(0.0, due - time.monotonic()))
-                if self._stop.wait(max(0.0, due - time.monotonic())):
+                if stop.wait(max(0.0, due - time.monotonic())):
                     return
             self._submit(*item)
 
-    def _run_live(self) -> None:
+    def _run_live(self, src: Source, stop: threading.Event) -> None:
         """Open, drain the stream into the scheduler, and on any failure close, classify,
         back off (with jitter) and reopen, forever. One thread, one source object: nothing
         accumulates across reconnects."""
-        src = self._source
-        assert src is not None
         min_gap = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
         last_accepted = -1e9
         delays = backoff_delays(self.cfg.reconnect.initial_s, self.cfg.reconnect.max_s,
                                 random.Random())
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 self._beat()
                 src.open()
                 shape = None
-                while not self._stop.is_set():
+                while not stop.is_set():
                     try:
                         image, name = src.read()  # type: ignore[misc]
                     except ImageRejected as exc:  # one bad image: count it, keep the stream
+                        if stop.is_set():
+                            break
                         self._beat()
                         self._metrics.frames_dropped.labels(self.name, exc.reason).inc()
                         self._drops.failure("camera %s: %s [%s]", self.name, redact(str(exc)),
                                             exc.reason)
                         continue
+                    if stop.is_set():  # stopped, or abandoned while this read was stuck
+                        break
                     self._beat()
                     self._drops.recovered("camera %s: images decode again", self.name)
                     if image.shape != shape:  # first frame after (re)open, or a new size
@@ -213,6 +268,8 @@ class Camera:
                     last_accepted = now
                     self._submit(image, name)
             except Exception as exc:  # noqa: BLE001 - any failure: classify, back off, reopen
+                if stop.is_set():
+                    break
                 kind = kind_of(exc)
                 self._metrics.camera_up.labels(self.name).set(0)
                 self._metrics.source_errors.labels(self.name).inc()
@@ -222,11 +279,11 @@ class Camera:
                 delay = next(delays)
                 # Sources build messages from describe(); redact() again for foreign errors.
                 reason = str(exc) if isinstance(exc, SourceError) else (
-                    f"{self._source.describe()}: {type(exc).__name__}: {exc}")
+                    f"{src.describe()}: {type(exc).__name__}: {exc}")
                 self._episodes.failure("camera %s: %s [%s]; retrying in %.1fs", self.name,
                                        redact(reason), kind, delay)
                 self._beat(delay)
-                self._stop.wait(delay)
+                stop.wait(delay)
         src.close()
 
     def _beat(self, busy_s: float = 0.0) -> None:

@@ -65,6 +65,20 @@ def journal_stream(environ: Mapping[str, str], fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
+def print_errors(lines: list[str], stream: TextIO | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+    """The CLI's one-line errors (before logging is set up), at error priority when stderr is
+    the journal: `journalctl -p err` shows why a unit failed to start."""
+    stream = stream if stream is not None else sys.stderr
+    try:
+        journal = journal_stream(environ if environ is not None else os.environ, stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        journal = False
+    prefix = "<3>" if journal else ""
+    for line in lines:
+        print(prefix + line, file=stream)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg (and exc when there is one)."""
 

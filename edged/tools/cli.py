@@ -13,6 +13,7 @@ from edged import __version__
 from edged.config import load_config, resolve_config_path
 from edged.errors import ConfigError, EdgedError
 from edged.model.nativelog import quiet_native_libraries
+from edged.service.logs import print_errors
 
 log = logging.getLogger("edged")
 
@@ -159,11 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_models(args)
         return _run(args)
     except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return 2
+        print_errors(exc.lines)
+        return 2  # the units' RestartPreventExitStatus=: restarting cannot fix a config
     except EdgedError as exc:
-        print(f"edged: {exc}", file=sys.stderr)
+        print_errors([f"edged: {exc}"])
         return 1
     except KeyboardInterrupt:
         return 130
@@ -179,7 +179,10 @@ def _reload_wait(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise EdgedError("reload-wait: --timeout must be positive")
     code, line = reload_wait(args.pid, directory, args.timeout)
-    print(line if code == 0 else f"edged: {line}", file=sys.stdout if code == 0 else sys.stderr)
+    if code == 0:
+        print(line)
+    else:
+        print_errors([f"edged: {line}"])
     return code
 
 

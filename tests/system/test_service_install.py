@@ -40,13 +40,14 @@ def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
 @pytest.fixture(scope="module")
 def scratch_root(tmp_path_factory) -> Path:
     """An installed tree plus what `verify --root` needs of the OS: systemd's own units and
-    /bin/kill, and a stand-in for the venv's entry point (the venv step is skipped here)."""
+    /usr/bin/install (edged-credentials@), and a stand-in for the venv's entry point (the venv
+    step is skipped here)."""
     root = tmp_path_factory.mktemp("root")
     proc = install(root)
     assert proc.returncode == 0, proc.stderr
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    (root / "bin").mkdir()
-    shutil.copy2("/bin/kill", root / "bin/kill")
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/usr/bin/install", root / "usr/bin/install")
     entry = root / "opt/edged/venv/bin/edged"
     entry.parent.mkdir(parents=True)
     entry.write_text("#!/bin/sh\n")
@@ -60,7 +61,8 @@ def verify(root: Path, *units: str) -> subprocess.CompletedProcess:
 
 
 def test_units_pass_systemd_analyze_verify(scratch_root):
-    proc = verify(scratch_root, "edged.service", "edged@cam1.service")
+    proc = verify(scratch_root, "edged.service", "edged@cam1.service",
+                  "edged-credentials@cam1.service")
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
@@ -92,7 +94,11 @@ def test_security_exposure_is_at_most_2_5_and_documented(scratch_root, unit):
 def test_unit_has_the_required_settings():
     text = (UNITS / "edged.service").read_text()
     for line in ["Type=notify", "WatchdogSec=30", "Restart=on-failure",
-                 "ExecReload=/bin/kill -HUP $MAINPID", "DynamicUser=yes", "StateDirectory=edged",
+                 "ExecReload=/opt/edged/venv/bin/edged check-config -c /etc/edged/config.yaml\n"
+                 "ExecReload=/opt/edged/venv/bin/edged reload-wait --pid $MAINPID",
+                 "RestartPreventExitStatus=2\n", "StartLimitIntervalSec=300\n",
+                 "StartLimitBurst=5\n", "RuntimeDirectory=edged\n",
+                 "DynamicUser=yes", "StateDirectory=edged\n",
                  "ConfigurationDirectory=edged", "LoadCredential=mqtt:/etc/edged/credentials",
                  "SupplementaryGroups=video plugdev", "ProtectSystem=strict",
                  "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
@@ -101,8 +107,41 @@ def test_unit_has_the_required_settings():
                  "ExecStart=/opt/edged/venv/bin/edged run -c /etc/edged/config.yaml"]:
         assert line in text, line
     assert re.search(r"^RestrictAddressFamilies=.*AF_INET6", text, re.M)
+    # Nothing that hides what LiteRT needs (ProcSubset=pid hides /proc/cpuinfo: no XNNPACK).
+    assert not re.search(r"^ProcSubset=", text, re.M)
     template = (UNITS / "edged@.service").read_text()
-    assert "-c /etc/edged/%i.yaml" in template and "StateDirectory=edged/%i" in template
+    assert "-c /etc/edged/%i.yaml" in template
+    # DynamicUser state directories must not nest: edged-NAME beside edged, not edged/NAME.
+    assert "StateDirectory=edged-%i\n" in template and "RuntimeDirectory=edged-%i\n" in template
+    assert "Requires=edged-credentials@%i.service" in template
+    assert not re.search(r"^ProcSubset=", template, re.M)
+
+
+def test_start_limit_trips_with_the_configured_restart_sec():
+    """systemd counts every (re)start in StartLimitIntervalSec; with RestartSec between
+    restarts, StartLimitBurst starts must fit in the interval, for a crash loop and for a
+    watchdog loop (a start, WatchdogSec without pings, RestartSec), or the limit never trips."""
+    for unit in ("edged.service", "edged@.service"):
+        text = (UNITS / unit).read_text()
+        value = {k: int(re.search(rf"^{k}=(\d+)$", text, re.M).group(1))
+                 for k in ("RestartSec", "StartLimitIntervalSec", "StartLimitBurst",
+                           "WatchdogSec")}
+        burst, interval = value["StartLimitBurst"], value["StartLimitIntervalSec"]
+        assert burst * value["RestartSec"] < interval
+        assert burst * (value["RestartSec"] + value["WatchdogSec"]) < interval
+        assert re.search(r"^\[Unit\]\n(?:.*\n)*?StartLimitBurst=", text, re.M)  # [Unit] key
+
+
+def test_credentials_helper_unit_makes_the_instance_folder(tmp_path):
+    """edged-credentials@NAME runs the very command in its ExecStart= (here with a scratch
+    prefix): it makes credentials/NAME with mode 0700, and running it again is fine."""
+    text = (UNITS / "edged-credentials@.service").read_text()
+    command = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
+    command = command.replace("%i", "line2").replace("/etc/edged", str(tmp_path / "etc/edged"))
+    for _ in range(2):
+        subprocess.run(command.split(), check=True, timeout=10)
+    made = tmp_path / "etc/edged/credentials/line2"
+    assert made.is_dir() and stat.S_IMODE(made.stat().st_mode) == 0o700
 
 
 def test_udev_rule_covers_both_coral_usb_ids():
@@ -132,6 +171,7 @@ def test_install_twice_gives_the_same_tree_and_keeps_the_config(tmp_path):
                  "opt/edged/share/doc/grafana-dashboard.json"]:
         assert path in one, path
     assert one["etc/edged/credentials"][0] == 0o700
+    assert "etc/systemd/system/edged-credentials@.service" in one
     config = (dest / "etc/edged/config.yaml").read_text()
     assert "path: /opt/edged/share/models/demo/model.tflite" in config
     # An operator's edited config survives a re-install.
@@ -159,6 +199,12 @@ def test_installed_config_is_valid(tmp_path):
 
     cfg = load_config(dest / "c.yaml")
     assert cfg.models["default"].path.startswith(str(dest / "opt/edged/share/models/demo"))
+    # A service keeps running: the demo camera loops its video, paced like a camera.
+    demo = cfg.cameras["conveyor"]
+    assert demo.loop and demo.realtime and demo.enabled
+    # ... while the example itself keeps the documented defaults.
+    example = load_config(ROOT / "config.example.yaml")
+    assert not example.cameras["conveyor"].loop and not example.cameras["conveyor"].realtime
 
 
 def test_bad_install_argument_is_one_clear_line(tmp_path):

@@ -6,6 +6,7 @@ not_found: the address answers but the stream or device does not exist
 decode: the stream arrived but could not be decoded (codec, corrupt data)
 timeout: no answer, or no frame, within the camera's timeout_s
 ended: the stream was closed by the other side
+wedged: a read blocked past timeout_s; edged abandoned that thread and reopened the source
 error: anything else
 """
 
@@ -16,7 +17,7 @@ import socket
 
 from edged.errors import SourceError
 
-KINDS = ("unreachable", "auth", "not_found", "decode", "timeout", "ended", "error")
+KINDS = ("unreachable", "auth", "not_found", "decode", "timeout", "ended", "wedged", "error")
 
 
 class SourceFailure(SourceError):
