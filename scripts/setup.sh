@@ -27,6 +27,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The metrics tests check the dashboard's PromQL and the /metrics exposition with Prometheus'
 # own promtool (offline: no server runs).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The real-systemd tier (tests/system/test_real_systemd.py) builds a Debian root with
+# debootstrap (once, cached in /var/cache/edged-test) and boots it with systemd-nspawn.
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 # The live-view tests open the page in headless Chromium (and need a font to render text).
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ -n "$(fc-list 2>/dev/null | head -n 1)" ] || need+=(fonts-dejavu-core)
