@@ -98,7 +98,7 @@ class Metrics:
             registry=r)
         self.source_failures = Counter("edged_source_failures_total",
                                        "Source open or read failures, by kind (unreachable, "
-                                       "auth, not_found, decode, timeout, ended, error).",
+                                       "auth, not_found, decode, timeout, ended, wedged, error).",
                                        ["camera", "kind"], registry=r)
         self.stream_info = Info("edged_camera_stream", "The stream a camera delivers: kind, "
                                 "source (credentials redacted), width, height, fps.",
