@@ -28,7 +28,7 @@ SUITE = "bookworm"
 # mosquitto (broker) and its clients (the test subscribes inside), make, procps (pgrep/kill).
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "mosquitto",
             "mosquitto-clients", "make", "procps", "ca-certificates")
-BUILD_TIMEOUT_S = 900.0  # debootstrap took 80 s here; a slow mirror must not hang CI
+BUILD_TIMEOUT_S = 600.0  # debootstrap took 80 s here; a slow mirror must not hang CI
 BOOT_TIMEOUT_S = 60.0
 
 
