@@ -225,3 +225,64 @@ def test_a_camera_that_is_down_and_retried_does_not_stop_the_pings(tmp_path, bro
     finally:
         proc.kill()
         sock.close()
+
+
+def test_a_camera_stuck_for_good_is_reopened_in_process_and_the_pings_go_on(tmp_path, broker,
+                                                                           monkeypatch):
+    """The daemon side of Camera.recover_if_wedged: a USB camera whose driver never returns
+    from a read (the one part that cannot be real here: tests/unit/capture has the details).
+    WATCHDOG=1 goes on while edged reopens it (the demo camera keeps publishing), and stops
+    once MAX_ABANDONED reads are stuck at once: then systemd's watchdog decides."""
+    import edged.capture.camera as camera_module
+    from edged.app.daemon import Daemon
+    from edged.capture.camera import MAX_ABANDONED
+    from edged.config import load_config
+    from tests.unit.capture.test_camera_recovery import StuckUsbCamera
+
+    real = camera_module.make_source
+    StuckUsbCamera.made = []
+    monkeypatch.setattr(camera_module, "make_source", lambda cfg: StuckUsbCamera(cfg)
+                        if cfg.source == "/dev/video7" else real(cfg))
+    data = demo_config(broker.port, loop=True, realtime=True)
+    data["cameras"]["usb"] = {"source": "/dev/video7", "timeout_s": 1.0}
+    cfg = load_config(write_config(tmp_path / "c.yaml", data))
+    sock = NotifySocket()
+    daemon = Daemon(cfg, notifier=Notifier(sock.address),
+                    environ={"WATCHDOG_USEC": "400000", "WATCHDOG_PID": str(os.getpid())})
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,), name="daemon", daemon=True)
+    runner.start()
+    try:
+        assert sock.wait_for("READY=1", 30)
+        deadline = time.monotonic() + 30
+        while len(StuckUsbCamera.made) < 1 + MAX_ABANDONED:
+            assert time.monotonic() < deadline, len(StuckUsbCamera.made)
+            time.sleep(0.05)
+        pinged = len(sock.times("WATCHDOG=1"))
+        assert pinged >= 5  # every ~0.2 s all along, the reopenings included
+        # Now MAX_ABANDONED reads are stuck and the newest one sticks too: no more pings.
+        deadline = time.monotonic() + 10
+        while True:
+            count = len(sock.times("WATCHDOG=1"))
+            time.sleep(1.0)
+            if len(sock.times("WATCHDOG=1")) == count:
+                break
+            assert time.monotonic() < deadline, "pings went on with every read stuck"
+        assert len(StuckUsbCamera.made) == 1 + MAX_ABANDONED  # bounded: no thread pile-up
+        assert runner.is_alive()
+        # The other camera never stopped: its frames are still classified.
+        get = daemon.metrics.registry.get_sample_value
+        done = get("edged_frames_processed_total", {"camera": "conveyor"})
+        deadline = time.monotonic() + 10
+        while get("edged_frames_processed_total", {"camera": "conveyor"}) <= done:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert get("edged_source_failures_total", {"camera": "usb", "kind": "wedged"}) \
+            == MAX_ABANDONED
+    finally:
+        stop.set()
+        runner.join(20)
+        for src in StuckUsbCamera.made:
+            src.release.set()
+        sock.close()
+    assert not runner.is_alive()
