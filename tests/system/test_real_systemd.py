@@ -243,7 +243,7 @@ def test_edged_and_an_instance_run_side_by_side(box, first):
 
 def test_security_exposure_of_the_running_units(box):
     instance_config(box, "a", 9109)
-    for unit in ("edged.service", "edged@a.service"):
+    for unit in ("edged.service", "edged@a.service", "edged-credentials@a.service"):
         out = box.sh(f"systemd-analyze security {unit} --no-pager")
         score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d)", out).group(1))
         assert score <= MAX_EXPOSURE, out
