@@ -21,6 +21,8 @@ if [ "${EDGED_SETUP:-test}" != demo ]; then
 for plugin in base good ugly; do
   dpkg -s "gstreamer1.0-plugins-$plugin" >/dev/null 2>&1 || need+=("gstreamer1.0-plugins-$plugin")
 done
+# The broker-cluster tests run three nats-server nodes (MQTT + JetStream; Debian's 2.9 has both).
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 # systemd-analyze checks the units (verify, security --offline) in the tests; works without
 # systemd running as PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from edged.app.cameras import CameraSet
-from edged.app.events import BrokerConnected, Events
+from edged.app.events import BrokerConnected, Events, HeartbeatDue
 from edged.app.health import Progress
 from edged.app.lifecycle import Component
 from edged.capture.camera import Camera
@@ -29,6 +29,7 @@ from edged.mqtt.extensions.commands import CommandHandler
 from edged.mqtt.extensions.homeassistant import HomeAssistant
 from edged.mqtt.extensions.snapshots import Snapshotter, check_snapshot_labels
 from edged.mqtt.extensions.state import StateTracker
+from edged.mqtt.heartbeat import expire_after
 from edged.mqtt.link import MqttLink
 from edged.mqtt.outbox import Outbox, outbox_path
 from edged.mqtt.publisher import Publisher
@@ -40,13 +41,13 @@ from edged.web.server import LiveView
 
 log = logging.getLogger(__name__)
 
-# (config, topics, metrics, on_connected) -> a sink, not started. Tests and `edged bench`
-# pass their own (e.g. a NullSink); the daemon's default is the MQTT sink.
-SinkFactory = Callable[[Config, Topics, Metrics, Callable[[], None]], Sink]
+# (config, topics, metrics, on_connected, on_beat) -> a sink, not started. Tests and
+# `edged bench` pass their own (e.g. a NullSink); the daemon's default is the MQTT sink.
+SinkFactory = Callable[[Config, Topics, Metrics, Callable[[], None], Callable[[], None]], Sink]
 
 
 def mqtt_sink(cfg: Config, topics: Topics, metrics: Metrics,
-              on_connected: Callable[[], None]) -> Sink:
+              on_connected: Callable[[], None], on_beat: Callable[[], None]) -> Sink:
     """The MQTT sink with its durable outbox; EdgedError for an unusable password source."""
     ob = cfg.mqtt.outbox
     outbox = None
@@ -56,7 +57,7 @@ def mqtt_sink(cfg: Config, topics: Topics, metrics: Metrics,
                         fallback_max_messages=ob.fallback_max_messages,
                         fallback_max_bytes=ob.fallback_max_bytes, retry_max_s=ob.retry_max_s)
     return MqttSink(cfg.mqtt, topics, metrics, outbox, resolve_password(cfg.mqtt),
-                    on_connected)
+                    on_connected, on_beat)
 
 
 def enabled_cameras(cfg: Config) -> dict[str, CameraConfig]:
@@ -176,7 +177,8 @@ class Builder:
 
     def sink(self, cfg: Config) -> SinkPart:
         sink = self._sink_factory(cfg, self.topics(cfg), self._metrics,
-                                  lambda: self._events.emit(BrokerConnected()))
+                                  lambda: self._events.emit(BrokerConnected()),
+                                  lambda: self._events.emit(HeartbeatDue()))
         return SinkPart(sink, cfg.mqtt.drain_timeout_s)
 
     def publisher(self, cfg: Config, link: MqttLink) -> Publisher:
@@ -202,7 +204,8 @@ class Builder:
         parts: list[Component] = [state] if state is not None else []
         if m.homeassistant.enabled:
             parts.append(HomeAssistant(link, self._events, m.homeassistant,
-                                       self._cameras.names))
+                                       self._cameras.names,
+                                       expire_after(m.status.interval_s)))
         if m.commands.enabled:
             parts.append(CommandHandler(link, self._cameras, state, self._metrics,
                                         ReplyTopicPolicy.from_config(

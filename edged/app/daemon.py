@@ -100,8 +100,9 @@ class Daemon:
 
     def _mqtt_state(self) -> tuple[bool, str]:
         sink = self.sink
+        where = getattr(sink, "server_description", None)  # with mqtt.servers: which one
         return (sink is not None and sink.connected,
-                f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
+                where or f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
 
     def _mqtt_problems(self) -> list[Problem]:
         """A broker that answers but refuses, or drops the connection after publishes."""

@@ -40,6 +40,12 @@ class BrokerConnected:
     """After each connect, before `online`: re-send what is retained."""
 
 
+@dataclass(frozen=True)
+class HeartbeatDue:
+    """Every mqtt.status.interval_s while connected, before `online` is re-published: re-send
+    what consumers judge freshness by (the states, for Home Assistant's expire_after)."""
+
+
 Handler = Callable[[Any], None]
 
 

@@ -208,7 +208,8 @@ class Reloader:
             self._link.use(sink.sink, self._builder.topics(new))
             self._lifecycle.replace(running.sink, sink)
             running.publisher.configure(m.qos, m.result_retain, m.message_expiry_s)
-        log.info("reload: mqtt reconnecting to %s:%d", m.host, m.port)
+        where = getattr(sink.sink, "server_description", None) or f"{m.host}:{m.port}"
+        log.info("reload: mqtt reconnecting to %s", where)
 
     def _swap_listener(self, running: Pipeline, new: Config, view: LiveView | None
                        ) -> MetricsServer | None:

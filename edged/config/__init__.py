@@ -76,6 +76,30 @@ class StateTopicConfig(TopicClassConfig):
     enabled: bool = Field(True, description="Publish the retained, smoothed per-camera state.")
 
 
+class StatusTopicConfig(TopicClassConfig):
+    interval_s: float = Field(
+        30.0, ge=0, description="Heartbeat: re-publish the retained `online` status with a fresh "
+        "ts (and each camera's state) this often; consumers treat a status older than 3 x this as "
+        "offline, and Home Assistant gets expire_after = 3 x this. 0 = only on connect.",
+    )
+
+    @field_validator("interval_s")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if 0 < v < 0.5:
+            raise ValueError("use 0 (no heartbeat) or at least 0.5 seconds")
+        return v
+
+
+def split_server(entry: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port), for mqtt.servers."""
+    host, sep, port = entry.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{entry!r}: expected HOST:PORT, e.g. broker1.plant:8883 or [::1]:1883")
+    return host, int(port)
+
+
 class TlsConfig(_Strict):
     ca_file: str | None = Field(
         None, description="CA certificates (PEM) to verify the broker; default the system's."
@@ -164,8 +188,15 @@ class _PasswordSources(_Strict):
 
 
 class MqttConfig(_PasswordSources):
-    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
+    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address "
+                      "(the one-server form of servers).")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    servers: list[str] | None = Field(
+        None, description="Several brokers (e.g. the nodes of a cluster) as HOST:PORT, tried in "
+        "this order: on a lost connection edged moves to the next one with the reconnect "
+        "backoff. TLS settings apply to each, with the host name checked per entry. Instead "
+        "of host/port.",
+    )
     topic_prefix: str = Field("edged", min_length=1, description="First level of every topic.")
     qos: Literal[0, 1, 2] = Field(1, description="QoS of result messages.")
     protocol: Literal["v5", "v3.1.1"] = Field("v5", description="MQTT protocol version.")
@@ -187,8 +218,9 @@ class MqttConfig(_PasswordSources):
     state: StateTopicConfig = Field(
         default_factory=StateTopicConfig, description="The retained per-camera state topic."
     )
-    status: TopicClassConfig = Field(
-        default_factory=TopicClassConfig, description="The availability (status) topic."
+    status: StatusTopicConfig = Field(
+        default_factory=StatusTopicConfig,
+        description="The availability (status) topic and its heartbeat.",
     )
     username: str | None = Field(None, description="User name for the broker.")
     tls: TlsConfig | None = Field(
@@ -212,6 +244,31 @@ class MqttConfig(_PasswordSources):
         if sources and self.username is None:
             raise ValueError(f"{sources[0]} needs username")
         return self
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("list at least one HOST:PORT (or leave servers out and use host/port)")
+        seen = [split_server(entry) for entry in v]
+        if len(set(seen)) != len(seen):
+            raise ValueError("a server is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _servers_or_host(self) -> MqttConfig:
+        if self.servers is not None and {"host", "port"} & self.model_fields_set:
+            raise ValueError("give either servers or host/port, not both "
+                             "(host/port is the one-server form)")
+        return self
+
+    def server_list(self) -> list[tuple[str, int]]:
+        """The brokers to try, in order: `servers`, else the one `host`:`port`."""
+        if self.servers is None:
+            return [(self.host, self.port)]
+        return [split_server(entry) for entry in self.servers]
 
     @field_validator("topic_prefix")
     @classmethod

@@ -47,9 +47,14 @@ class ConnectionHealth:
     def __init__(self, host: str, port: int, protocol: str, log: logging.Logger,
                  metrics=None, strikes: int = 3, remind_s: float = 300.0,  # noqa: ANN001
                  clock: Callable[[], float] = time.monotonic,
-                 qos_settings: dict[str, int] | None = None) -> None:
-        """`qos_settings`: config key -> QoS, checked against a v5 CONNACK's Maximum QoS."""
-        self._where = f"{host}:{port}"
+                 qos_settings: dict[str, int] | None = None,
+                 where: str | None = None,
+                 hint: Callable[[object], str] | None = None) -> None:
+        """`qos_settings`: config key -> QoS, checked against a v5 CONNACK's Maximum QoS.
+        `where`: how to name the broker (default host:port); `hint`: more key-naming hints
+        for a broker's reason code (edged.mqtt.brokers)."""
+        self._where = where or f"{host}:{port}"
+        self._hint = hint or (lambda _: "")
         self._qos_settings = dict(qos_settings or {})
         self._qos_limit: str | None = None  # the broker's Maximum QoS is below a setting
         self._protocol = protocol
@@ -75,6 +80,11 @@ class ConnectionHealth:
             for reason in FAILURE_REASONS:
                 metrics.mqtt_connection_failures.labels(reason)
 
+    def at(self, where: str) -> None:
+        """The next attempts go to another broker (mqtt.servers): name that one from now on."""
+        with self._lock:
+            self._where = where
+
     # --- from paho's callbacks ---------------------------------------------------------------
 
     def attempt(self) -> None:
@@ -98,8 +108,9 @@ class ConnectionHealth:
                 self._fail("protocol", f"broker {self._where} refuses MQTT {self._protocol} "
                            f"({reason_code}): set mqtt.protocol: {other}")
             else:
+                hint = _REFUSAL_HINTS.get(value) or self._hint(reason_code)
                 self._fail("refused", f"broker {self._where} refused the connection: "
-                           f"{reason_code}{_REFUSAL_HINTS.get(value, '')}")
+                           f"{reason_code}{hint}")
 
     def connected(self, max_qos: int | None = None) -> None:
         """A CONNACK with success; `max_qos`: its Maximum QoS property (MQTT v5), if any."""
@@ -140,7 +151,8 @@ class ConnectionHealth:
                            f"before answering the CONNECT{hint}; its log says why (client id, "
                            "credentials, connection limits)")
                 return
-            said = f"the broker said: {reason_code}" if from_broker else "connection lost"
+            said = (f"the broker said: {reason_code}{self._hint(reason_code)}" if from_broker
+                    else "connection lost")
             # paho drops QoS 0 messages it had not sent yet; QoS 1 and 2 it sends again.
             self._inflight = {m: e for m, e in self._inflight.items() if e[0] > 0}
             bad = sorted({qos for qos, _ in self._inflight.values()} - self._acked_qos)

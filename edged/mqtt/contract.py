@@ -165,13 +165,23 @@ def state_message(topics: Topics, payload: dict[str, Any], qos: int, retain: boo
                    camera=payload["camera"])
 
 
-def status_payload(state: str, ts: float) -> bytes:
-    """docs/schemas/status.schema.json: online, offline (the last will) or stopped."""
-    return json.dumps({"state": state, "ts": round(ts, 3)}).encode()
+def status_payload(state: str, ts: float, interval_s: float = 0.0,
+                   server: str | None = None) -> bytes:
+    """docs/schemas/status.schema.json: online, offline (the last will) or stopped; with the
+    heartbeat on, `interval_s` (a status older than 3 x it means offline); on online, the
+    `server` (host:port) edged is connected to."""
+    body: dict[str, Any] = {"state": state, "ts": round(ts, 3)}
+    if interval_s:
+        body["interval_s"] = interval_s
+    if server is not None:
+        body["server"] = server
+    return json.dumps(body).encode()
 
 
-def status_message(topics: Topics, state: str, ts: float, qos: int, retain: bool) -> Message:
-    return Message(topics.status, status_payload(state, ts), qos, retain, "status")
+def status_message(topics: Topics, state: str, ts: float, qos: int, retain: bool,
+                   interval_s: float = 0.0, server: str | None = None) -> Message:
+    return Message(topics.status, status_payload(state, ts, interval_s, server), qos, retain,
+                   "status")
 
 
 def reply_message(topics: Topics, camera: str, command: str, reply: dict[str, Any],
@@ -189,11 +199,14 @@ def discovery_topic(prefix: str, node_id: str, camera: str) -> str:
     return f"{prefix}/sensor/{node_id}/{camera}/config"
 
 
-def discovery_payload(topics: Topics, camera: str) -> dict[str, Any]:
+def discovery_payload(topics: Topics, camera: str, expire_after: int | None = None
+                      ) -> dict[str, Any]:
     """docs/schemas/ha-discovery.schema.json: the sensor's state and attributes come from the
-    state topic, availability from the status topic (anything but `online` is unavailable)."""
+    state topic, availability from the status topic (anything but `online` is unavailable).
+    `expire_after` (with the heartbeat: 3 intervals) makes the sensor unavailable when state
+    updates stop, even while a retained `online` outlived its broker node."""
     node = topics.node_id
-    return {
+    payload: dict[str, Any] = {
         "name": camera,
         "unique_id": f"edged_{node}_{camera}",
         "object_id": f"edged_{node}_{camera}",
@@ -213,12 +226,16 @@ def discovery_payload(topics: Topics, camera: str) -> dict[str, Any]:
                    "sw_version": __version__},
         "origin": {"name": "edged", "sw_version": __version__},
     }
+    if expire_after is not None:
+        payload["expire_after"] = expire_after
+    return payload
 
 
-def discovery_message(topics: Topics, discovery_prefix: str, camera: str) -> Message:
+def discovery_message(topics: Topics, discovery_prefix: str, camera: str,
+                      expire_after: int | None = None) -> Message:
     return Message(discovery_topic(discovery_prefix, topics.node_id, camera),
-                   json.dumps(discovery_payload(topics, camera)).encode(), 1, True,
-                   "discovery", camera=camera)
+                   json.dumps(discovery_payload(topics, camera, expire_after)).encode(), 1,
+                   True, "discovery", camera=camera)
 
 
 # --- snapshots -------------------------------------------------------------------------------

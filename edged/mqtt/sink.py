@@ -23,7 +23,10 @@ from edged.config import MqttConfig
 from edged.mqtt.connection_health import ConnectionHealth
 from edged.errors import EdgedError
 from edged.service.metrics import Metrics
+from edged.mqtt.brokers import feature_hint
+from edged.mqtt.heartbeat import Heartbeat
 from edged.mqtt.outbox import Outbox, Row
+from edged.mqtt.servers import ServerList
 from edged.sinks.base import Sink
 from edged.mqtt.contract import Message, Topics, properties, status_message
 
@@ -57,11 +60,17 @@ class MqttSink(Sink):
 
     def __init__(self, cfg: MqttConfig, topics: Topics, metrics: Metrics,
                  outbox: Outbox | None = None, password: str | None = None,
-                 on_connected: Callable[[], None] | None = None) -> None:
+                 on_connected: Callable[[], None] | None = None,
+                 on_beat: Callable[[], None] | None = None) -> None:
         self._cfg = cfg
         # Runs on the sender thread after each connect, before `online` is published: the
         # daemon turns it into the "broker connected" event that extensions join.
         self._on_connected = on_connected
+        # Likewise before each heartbeat's `online` (mqtt.status.interval_s): the "heartbeat"
+        # event, on which the state is re-sent (Home Assistant's expire_after feeds on it).
+        self._on_beat = on_beat
+        self._servers = ServerList(cfg.server_list())
+        self._heartbeat = Heartbeat(cfg.status.interval_s)
         self._topics = topics
         self._metrics = metrics
         self._outbox = outbox
@@ -75,10 +84,12 @@ class MqttSink(Sink):
         self._rows_in_flight = 0
         self._connected = threading.Event()
         self._generation = 0  # bumped on every connect; the sender greets each one
+        first = self._servers.current
         self._health = ConnectionHealth(
-            cfg.host, cfg.port, cfg.protocol, log, metrics,
+            first.host, first.port, cfg.protocol, log, metrics,
             qos_settings={"mqtt.qos": cfg.qos, "mqtt.state.qos": cfg.state.qos,
-                          "mqtt.status.qos": cfg.status.qos})
+                          "mqtt.status.qos": cfg.status.qos},
+            where=self._servers.describe(), hint=lambda rc: feature_hint(rc, cfg))
         self._rng = random.Random()
         self._subscriptions: list[tuple[str, int, MessageHandler]] = []
         self._stop = threading.Event()
@@ -157,7 +168,8 @@ class MqttSink(Sink):
                                          daemon=True)
         self._sender.start()
         # connect_async + loop_start: a broker that is down at start is retried, not fatal.
-        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        first = self._servers.current
+        client.connect_async(first.host, first.port, keepalive=cfg.keepalive_s)
         client.loop_start()
 
     def _set_backoff(self, client: mqtt.Client) -> None:
@@ -190,6 +202,8 @@ class MqttSink(Sink):
         self._metrics.mqtt_connected.set(0)
         self._health.disconnected(reason_code, flags.is_disconnect_packet_from_server,
                                   expected=reason_code == 0)
+        if reason_code != 0 and not self._stop.is_set():
+            self._next_server(client)
         if was and reason_code != 0:
             self._set_backoff(client)
 
@@ -200,6 +214,28 @@ class MqttSink(Sink):
         if isinstance(exc, ssl.SSLError):
             why += " (TLS: check mqtt.tls)"
         self._health.unreachable(why)
+        self._next_server(client)
+
+    # --- several servers (mqtt.servers) ------------------------------------------------------
+
+    def _next_server(self, client: mqtt.Client) -> None:
+        """Before paho's next attempt (paho's thread): move on to the next server, with the
+        usual backoff; the log names each as "host:port (server i of n)"."""
+        if len(self._servers) > 1:
+            self._servers.advance()
+            self._servers.apply(client)
+            self._health.at(self._servers.describe())
+            self._metrics.mqtt_server_switches.inc()
+
+    @property
+    def server(self) -> str:
+        """The broker connected to, or tried next: 'host:port'."""
+        return str(self._servers.current)
+
+    @property
+    def server_description(self) -> str:
+        """'host:port', with '(server i of n)' when mqtt.servers lists several."""
+        return self._servers.describe()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
         self._health.acked(mid)
@@ -238,7 +274,8 @@ class MqttSink(Sink):
 
     def _status(self, state: str) -> Message:
         return status_message(self._topics, state, time.time(), self._cfg.status.qos,
-                              self._cfg.status.retain)
+                              self._cfg.status.retain, self._cfg.status.interval_s,
+                              self.server if state == "online" else None)
 
     def _properties(self, msg: Message, remaining_expiry_s: int | None = None):  # noqa: ANN202
         return properties(msg, remaining_expiry_s) if self.v5 else None
@@ -300,6 +337,9 @@ class MqttSink(Sink):
                     # wait for those acks so that nothing overtakes them.
                     hold_until = time.monotonic() + 10.0
                     self._greet()
+                elif (generation == greeted and self._connected.is_set()
+                      and self._heartbeat.due()):
+                    self._beat()
                 if self._outbox is not None and self._connected.is_set():
                     with self._lock:
                         holding = self._rows_in_flight > 0 and time.monotonic() < hold_until
@@ -322,6 +362,19 @@ class MqttSink(Sink):
             except Exception:
                 log.exception("mqtt: on-connect handler failed")
         self.publish_now(self._status("online"))
+        self._heartbeat.reset()
+
+    def _beat(self) -> None:
+        """The heartbeat: the heartbeat event (states re-sent), then `online` with a fresh
+        ts, retained, so a consumer can tell a live node from a stale retained `online` left
+        by a dead broker node (edged.mqtt.heartbeat)."""
+        if self._on_beat is not None:
+            try:
+                self._on_beat()
+            except Exception:
+                log.exception("mqtt: heartbeat handler failed")
+        self.publish_now(self._status("online"))
+        self._heartbeat.reset()
 
     def _feed(self, last_id: int) -> int:
         assert self._outbox is not None

@@ -69,6 +69,9 @@ class Metrics:
                                          buckets=DURATION_BUCKETS, registry=r)
         self.mqtt_connected = Gauge("edged_mqtt_connected", "1 while connected to the broker.",
                                     registry=r)
+        self.mqtt_server_switches = Counter(
+            "edged_mqtt_server_switches_total", "Moves to the next broker in mqtt.servers "
+            "(after a lost connection or a failed attempt).", registry=r)
         self.published = Counter("edged_mqtt_published_total",
                                  "Messages acknowledged by the broker (QoS 0: sent), by class.",
                                  ["topic_class"], registry=r)

@@ -30,8 +30,9 @@ class Link(Protocol):
 
 class HomeAssistant:
     def __init__(self, link: Link, events: Events, cfg: HomeAssistantConfig,
-                 cameras: Callable[[], list[str]]) -> None:
+                 cameras: Callable[[], list[str]], expire_after: int | None = None) -> None:
         self._link = link
+        self._expire_after = expire_after  # 3 heartbeat intervals (edged.mqtt.heartbeat)
         self._events = events
         self._cfg = cfg
         self._cameras = cameras  # the camera set's names, read at each announcement
@@ -51,7 +52,8 @@ class HomeAssistant:
     def send_discovery(self, _: BrokerConnected | None = None) -> None:
         for camera in self._cameras():
             self._link.publish_now(discovery_message(self._link.topics,
-                                                     self._cfg.discovery_prefix, camera))
+                                                     self._cfg.discovery_prefix, camera,
+                                                     self._expire_after))
 
     def _on_birth(self, msg) -> None:  # noqa: ANN001 - paho MQTTMessage
         if msg.payload.strip() == b"online":

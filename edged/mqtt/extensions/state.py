@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from edged.app.events import BrokerConnected, Events, ResultPublished, StateChanged
+from edged.app.events import (BrokerConnected, Events, HeartbeatDue, ResultPublished,
+                              StateChanged)
 from edged.config import SmoothingConfig, StateTopicConfig
 from edged.mqtt.contract import Message, Topics, state_message, state_payload
 from edged.mqtt.extensions.smoothing import UNKNOWN, Smoother
@@ -54,10 +55,12 @@ class StateTracker:
     def start(self) -> None:
         self._events.subscribe(ResultPublished, self._on_result)
         self._events.subscribe(BrokerConnected, self._on_connected)
+        self._events.subscribe(HeartbeatDue, self._on_connected)  # feeds expire_after
 
     def stop(self) -> None:
         self._events.unsubscribe(ResultPublished, self._on_result)
         self._events.unsubscribe(BrokerConnected, self._on_connected)
+        self._events.unsubscribe(HeartbeatDue, self._on_connected)
 
     def _tracked(self, camera: str) -> Smoother | None:
         """The camera's smoother; a new one for a new camera or changed smoothing (a reload),
@@ -107,8 +110,8 @@ class StateTracker:
         return self._link.publish_now(state_message(self._link.topics, payload, self._cfg.qos,
                                                     self._cfg.retain))
 
-    def _on_connected(self, _: BrokerConnected) -> None:
-        """On every (re)connect: every camera's current state, retained."""
+    def _on_connected(self, _: BrokerConnected | HeartbeatDue) -> None:
+        """On every (re)connect and heartbeat: every camera's current state, retained."""
         for camera in self.cameras:
             self.publish(camera)
 
