@@ -140,7 +140,7 @@ def test_feature_refusals_name_the_key_to_change():
     assert "mqtt.max_inflight" in feature_hint(_rc("Quota exceeded", PacketTypes.PUBACK), cfg)
     assert "node_id" in feature_hint(_rc("Topic name invalid"), cfg)
     assert "mqtt.commands.enabled" in feature_hint(
-        _rc("Wildcard subscriptions not supported"), cfg)
+        _rc("Wildcard subscription not supported"), cfg)
     assert feature_hint(_rc("Server unavailable", PacketTypes.CONNACK), cfg) == ""
 
 
