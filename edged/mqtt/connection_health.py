@@ -73,6 +73,10 @@ class ConnectionHealth:
         self._inflight: dict[int, tuple[int, str]] = {}  # mid -> (qos, topic class)
         self._early: set[int] = set()  # acks seen before the sink recorded the send
         self._acked_qos: set[int] = set()  # QoS levels acknowledged on this connection
+        # ... on any connection so far: a QoS the broker (or cluster, with mqtt.servers) has
+        # acknowledged is supported, so a later drop with such publishes in flight (a cluster
+        # node stalling while it re-elects) is a lost connection, not evidence against it.
+        self._ever_acked_qos: set[int] = set()
         self._strikes = 0
         self._suspect: tuple[int, tuple[str, ...]] | None = None  # (qos, classes) not acked
         self._stuck: str | None = None
@@ -155,14 +159,15 @@ class ConnectionHealth:
                     else "connection lost")
             # paho drops QoS 0 messages it had not sent yet; QoS 1 and 2 it sends again.
             self._inflight = {m: e for m, e in self._inflight.items() if e[0] > 0}
-            bad = sorted({qos for qos, _ in self._inflight.values()} - self._acked_qos)
+            said_so = from_broker and getattr(reason_code, "value", None) == _QOS_NOT_SUPPORTED
+            known = self._acked_qos | (set() if said_so else self._ever_acked_qos)
+            bad = sorted({qos for qos, _ in self._inflight.values()} - known)
             if not bad:  # nothing unacknowledged: no evidence against the broker's QoS
                 self._strikes, self._suspect, self._stuck = 0, None, None
                 self._fail("lost", f"disconnected from {self._where} ({said}); reconnecting")
                 return
             qos = bad[-1]
             classes = tuple(sorted({c for q, c in self._inflight.values() if q == qos}))
-            said_so = from_broker and getattr(reason_code, "value", None) == _QOS_NOT_SUPPORTED
             if said_so:
                 self._strikes = max(self._strikes, self._strike_limit - 1)  # no need to guess
             self._strikes += 1
@@ -228,6 +233,7 @@ class ConnectionHealth:
         recovered = None
         with self._lock:
             self._acked_qos.add(qos)
+            self._ever_acked_qos.add(qos)
             if self._suspect is not None and self._suspect[0] <= qos:
                 self._strikes, self._suspect = 0, None
                 recovered, self._stuck = self._stuck, None

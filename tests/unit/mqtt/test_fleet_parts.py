@@ -165,3 +165,32 @@ def test_connection_health_names_the_current_server_and_adds_the_feature_hint(ca
     assert ("disconnected from a:1 (server 1 of 2) (the broker said: Retain not supported "
             "(the broker keeps no retained messages") in text
     assert "connected to b:2 (server 2 of 2)" in text
+
+
+def test_a_drop_with_a_qos_acknowledged_before_is_a_lost_connection_not_a_strike(caplog):
+    """A cluster node that stalls while it re-elects drops its clients with QoS 1 publishes in
+    flight; QoS 1 was acknowledged before, so it is not taken for a broker without QoS 1."""
+    import logging
+
+    from edged.mqtt.connection_health import ConnectionHealth
+
+    health = ConnectionHealth("a", 1, "v3.1.1", logging.getLogger("test.strikes"), strikes=2)
+    health.attempt()
+    health.connected()
+    health.sent(1, 1, "result")
+    health.acked(1)  # QoS 1 works here
+    with caplog.at_level(logging.INFO, "test.strikes"):
+        for mid in range(2, 6):  # drops with QoS 1 in flight, connection after connection
+            health.disconnected(_rc("Unspecified error"), False, expected=False)
+            health.attempt()
+            health.connected()
+            health.sent(mid, 1, "result")
+    assert health.usable and health.problem is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # A QoS never acknowledged is still suspect (NATS and QoS 2).
+    for mid in range(10, 12):
+        health.sent(mid, 2, "result")
+        health.disconnected(_rc("Unspecified error"), False, expected=False)
+        health.attempt()
+        health.connected()
+    assert not health.usable and "QoS 2" in (health.problem or "")
