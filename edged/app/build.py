@@ -25,6 +25,7 @@ from edged.inference.scheduler import Scheduler
 from edged.inference.worker import Outcome, WorkerPool
 from edged.model.loaded import LoadedModel, load_model
 from edged.mqtt.contract import Topics
+from edged.mqtt.extensions.captures import CaptureMetrics, Capturer
 from edged.mqtt.extensions.commands import CommandHandler
 from edged.mqtt.extensions.homeassistant import HomeAssistant
 from edged.mqtt.extensions.snapshots import Snapshotter, check_snapshot_labels
@@ -133,6 +134,7 @@ class Builder:
         self._readiness = readiness
         self._sink_factory = sink_factory
         self._listener: MetricsServer | None = None  # the newest listener made
+        self._capture_metrics: CaptureMetrics | None = None  # registered once, shared
 
     def listen_address(self, cfg: Config) -> Callable[[], tuple[str, int]]:
         """Where the newest listener listens (the live view logs it; a reload may move it)."""
@@ -216,15 +218,38 @@ class Builder:
             # Always there with state: it reads each camera's snapshot settings at each
             # change, so a camera that a reload adds with snapshots gets them.
             parts.append(Snapshotter(link, self._events, self._cameras.config))
+        captures = self.capturer(cfg, link)
+        if captures is not None:  # after the state tracker: it sees each change first
+            parts.append(captures)
         view = None
         if cfg.web.enabled and cfg.metrics.enabled:
             auth = cfg.web.auth
             password = (resolve_password(auth, section="web.auth") if auth is not None
                         else None)
             view = LiveView(cfg.web, cfg.node_id, self._cameras, self._metrics.registry,
-                            self._events, state, password, listen)
+                            self._events, state, password, listen,
+                            captures=captures.latest if captures is not None else None)
             parts.append(view)
         return state, parts, view
+
+    def capturer(self, cfg: Config, link: MqttLink) -> Capturer | None:
+        """Evidence captures, when an enabled camera has capture rules."""
+        if not any(cam.capture.enabled for cam in enabled_cameras(cfg).values()):
+            return None
+        if self._capture_metrics is None:
+            self._capture_metrics = CaptureMetrics(self._metrics.registry)
+        cameras = self._cameras
+
+        def rules_of(name: str):  # noqa: ANN202 - CaptureRulesConfig | None
+            cam = cameras.config(name)
+            return cam.capture if cam is not None else None
+
+        def labels_of(name: str) -> list[str]:
+            model = cameras.model_of(name)
+            return list(model.labels) if model is not None else []
+
+        return Capturer(cfg.capture, rules_of, self._capture_metrics, link, self._events,
+                        labels_of, environ=os.environ)
 
     def pipeline(self, cfg: Config, link_for: Callable[[Sink, Topics], MqttLink]
                  ) -> tuple[Pipeline, MqttLink]:

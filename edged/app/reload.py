@@ -35,7 +35,7 @@ class ConfigDiff:
     models_changed: tuple[str, ...] = ()  # used before and after, settings or file changed
     mqtt_changed: bool = False  # broker, topics or node id: reconnect
     metrics_changed: bool = False  # listener moved (or the live view on it changed)
-    extensions_changed: bool = False  # state, Home Assistant, commands or the live view
+    extensions_changed: bool = False  # state, Home Assistant, commands, captures, live view
     log_level_changed: bool = False
 
     @property
@@ -69,7 +69,8 @@ def used_models(cfg: Config) -> set[str]:
 
 def _extensions(cfg: Config) -> tuple:
     m = cfg.mqtt
-    return m.state, m.homeassistant, m.commands
+    capturing = any(cam.capture.enabled for cam in enabled_cameras(cfg).values())
+    return m.state, m.homeassistant, m.commands, cfg.capture, capturing
 
 
 def _broker(cfg: Config) -> dict:

@@ -389,6 +389,67 @@ class SnapshotConfig(_Strict):
     qos: Literal[0, 1, 2] = Field(1, description="QoS of snapshot messages.")
 
 
+class CaptureRulesConfig(_Strict):
+    """Which of a camera's frames are kept as evidence (any rule set turns capture on)."""
+
+    labels: list[str] = Field(
+        default_factory=list, description="Capture frames whose per-frame label is one of "
+        "these (rejects, alarms).",
+    )
+    states: list[str] = Field(
+        default_factory=list, description="Capture the frame that changed the smoothed state "
+        "to one of these (needs mqtt.state.enabled).",
+    )
+    below_score: float = Field(
+        0.0, ge=0, le=1, description="Capture frames whose top-1 score is below this "
+        "(uncertain ones, to label and retrain); 0 = off.",
+    )
+    sample: float = Field(
+        0.0, ge=0, le=1, description="Capture this fraction of all frames at random; 0 = off.",
+    )
+    max_per_minute: float = Field(
+        600, gt=0, description="Rate cap of each rule (a bucket of this many captures, refilled "
+        "over a minute); frames over it are counted, not written.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.labels or self.states or self.below_score > 0 or self.sample > 0)
+
+    @field_validator("labels", "states")
+    @classmethod
+    def _no_blank(cls, v: list[str]) -> list[str]:
+        if any(not x.strip() for x in v):
+            raise ValueError("labels must not be empty strings")
+        return v
+
+
+class CaptureConfig(_Strict):
+    dir: str | None = Field(
+        None, description="Folder of the captures; default captures/ under $STATE_DIRECTORY, "
+        "else /var/lib/edged/captures.",
+    )
+    max_bytes: int = Field(
+        1024 ** 3, ge=1024 * 1024, description="Retention by size: the oldest captures are "
+        "deleted while all of them take more than this.",
+    )
+    max_age_days: float = Field(
+        30.0, gt=0, description="Retention by age: captures older than this are deleted."
+    )
+    min_free_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, description="Free-space floor: capture pauses (counted, logged "
+        "once) while writing would leave less free space than this on the capture filesystem.",
+    )
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of captures.")
+    queue_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, description="Most bytes of frames waiting for the "
+        "writer thread; frames beyond it are dropped and counted (never slowing inference).",
+    )
+    qos: Literal[0, 1, 2] = Field(
+        1, description="QoS of the announcements on {prefix}/{node_id}/{camera}/capture."
+    )
+
+
 class CameraConfig(_Strict):
     source: str | int = Field(
         ...,
@@ -461,6 +522,10 @@ class CameraConfig(_Strict):
     )
     snapshot: SnapshotConfig = Field(
         default_factory=SnapshotConfig, description="JPEG snapshots over MQTT on state changes."
+    )
+    capture: CaptureRulesConfig = Field(
+        default_factory=CaptureRulesConfig, description="Evidence captures: which frames are "
+        "written to the capture folder (top-level `capture` says where and how much)."
     )
 
     @field_validator("roi")
@@ -548,6 +613,10 @@ class Config(_Strict):
     web: WebConfig = Field(
         default_factory=WebConfig, description="The live view page (off by default)."
     )
+    capture: CaptureConfig = Field(
+        default_factory=CaptureConfig, description="Evidence captures: where, retention, "
+        "free-space floor (the rules are per camera)."
+    )
 
     @field_validator("node_id")
     @classmethod
@@ -584,6 +653,9 @@ def cross_problems(cfg: Config) -> list[str]:
         if cam.snapshot.enabled and not cfg.mqtt.state.enabled:
             problems.append(f"cameras.{name}.snapshot.enabled: needs mqtt.state.enabled: "
                             "snapshots follow state changes")
+        if cam.capture.states and not cfg.mqtt.state.enabled:
+            problems.append(f"cameras.{name}.capture.states: needs mqtt.state.enabled: "
+                            "state rules follow state changes")
     if cfg.web.enabled and not cfg.metrics.enabled:
         problems.append("web.enabled: needs metrics.enabled: the live view is served on "
                         "the metrics listener")
@@ -740,6 +812,9 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
                     error(("mqtt", "tls", key), f"file not found: {getattr(mqtt.tls, key)}")
     if mqtt.outbox.path is not None:
         mqtt.outbox.path = fix(mqtt.outbox.path)
+    if cfg.capture.dir is not None:
+        cfg.capture.dir = fix(cfg.capture.dir)
+    _check_capture_rules(cfg, error)
     auth = cfg.web.auth
     if auth is not None and auth.password_file is not None:
         auth.password_file = fix(auth.password_file)
@@ -751,3 +826,31 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
     if errors:
         raise ConfigError([text for _, text in sorted(errors)])
     return cfg
+
+
+def _check_capture_rules(cfg: Config, error: Any) -> None:
+    """Capture rules that can never match: a label that the model's labels file lacks
+    (embedded labels are checked when the model loads)."""
+    from edged.errors import ModelError
+    from edged.model.labels import read_labels
+
+    known: dict[str, list[str] | None] = {}
+    for name, cam in cfg.cameras.items():
+        rules = cam.capture
+        model = cfg.models.get(cam.model)
+        if model is None or model.labels is None or not (rules.labels or rules.states):
+            continue
+        if cam.model not in known:
+            try:
+                known[cam.model] = read_labels(model.labels)
+            except ModelError:
+                known[cam.model] = None  # reported where the model loads
+        labels = known[cam.model]
+        if labels is None:
+            continue
+        for key, extra in (("labels", set()), ("states", {"unknown"})):
+            for label in getattr(rules, key):
+                if label not in {*labels, *extra, "background"}:
+                    error(("cameras", name, "capture", key),
+                          f"{label!r} is not a label of model {cam.model!r} (labels: "
+                          f"{', '.join(labels)})")

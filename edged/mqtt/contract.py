@@ -46,6 +46,9 @@ class Topics:
     def snapshot(self, camera: str) -> str:
         return f"{self.root}/{camera}/snapshot"
 
+    def capture(self, camera: str) -> str:
+        return f"{self.root}/{camera}/capture"
+
     def command(self, camera: str, name: str) -> str:
         return f"{self.root}/{camera}/cmd/{name}"
 
@@ -248,3 +251,22 @@ def snapshot_message(topics: Topics, camera: str, jpeg: bytes, qos: int, state: 
              ("frame", str(frame_index)), ("ts", str(result.get("ts"))))
     return Message(topics.snapshot(camera), jpeg, qos, True, "snapshot", camera=camera,
                    user_properties=props, content_type=JPEG)
+
+
+# --- evidence captures -----------------------------------------------------------------------
+
+def capture_payload(result: dict[str, Any], camera: str, rule: str, rules: Sequence[str],
+                    state: str | None, image: str, full_image: str | None, width: int,
+                    height: int, image_bytes: int, written: float) -> dict[str, Any]:
+    """docs/schemas/capture.schema.json: the JSON sidecar of a capture and its announcement.
+    `image` and `full_image` are relative to the capture folder."""
+    return {"node_id": result.get("node_id"), "camera": camera, "seq": result.get("seq"),
+            "frame": result.get("frame"), "ts": result.get("ts"), "label": result["label"],
+            "score": result["score"], "rule": rule, "rules": list(rules), "state": state,
+            "image": image, "full_image": full_image, "width": width, "height": height,
+            "bytes": image_bytes, "written": round(written, 6), "result": result}
+
+
+def capture_message(topics: Topics, camera: str, payload: bytes, qos: int) -> Message:
+    """A capture written to disk, announced (not retained: the folder is the record)."""
+    return Message(topics.capture(camera), payload, qos, False, "capture", camera=camera)

@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--mean", type=_floats, help="normalization mean")
     bench.add_argument("--std", type=_floats, help="normalization std")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    from edged.tools.captures import add_parser as add_captures  # argparse only, no work
+
+    add_captures(sub)
     return p
 
 
@@ -154,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                                progress=sys.stderr.isatty())
             print(report_json(report) if args.json else format_report(report))
             return 0
+        if args.command == "captures":
+            from edged.tools.captures import run_captures
+
+            return run_captures(args)
         if args.command == "models":
             from edged.tools.pull import run_models
 

@@ -138,7 +138,8 @@ class LiveView:
     def __init__(self, cfg: WebConfig, node_id: str, cameras, registry,  # noqa: ANN001
                  events: Events, state=None, password: str | None = None,  # noqa: ANN001
                  listen: Callable[[], tuple[str, int]] = lambda: ("127.0.0.1", 0),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 captures: Callable[[str], list[dict]] | None = None) -> None:
         self._cfg = cfg
         self._node_id = node_id
         self._cameras = cameras  # the camera set: names, get(name) -> Camera, last_frame
@@ -149,6 +150,7 @@ class LiveView:
         self._listen = listen  # (host, port) once the listener is up
         self._clock = clock
         self._lock = threading.Lock()
+        self._captures = captures  # camera -> its newest evidence captures (label, score, ...)
         self._results: dict[str, dict] = {}
         self._result_times: dict[str, deque[float]] = {}
         self._caches: dict[str, JpegCache] = {}  # made on first view of a camera
@@ -313,7 +315,8 @@ class LiveView:
                      "frame": None if frame is None else frame.index,
                      "label": result.get("label"), "score": result.get("score"),
                      "state": None, "state_score": None, "state_since": None,
-                     "roi": None if frame is None or frame.box is None else list(frame.box)}
+                     "roi": None if frame is None or frame.box is None else list(frame.box),
+                     "captures": self._captures(name) if self._captures is not None else []}
             st = self._state.payload(name) if self._state is not None else None
             if st is not None:
                 entry.update(state=st["state"], state_score=st["score"], state_since=st["since"])

@@ -35,7 +35,7 @@ def kind_of(topic: str) -> str | None:
         return "ha-discovery"
     if len(last) >= 2 and last[-2] == "cmd":
         return None  # requests are what the test itself sent
-    if last[-1] in ("result", "state", "status"):
+    if last[-1] in ("result", "state", "status", "capture"):
         return last[-1]
     if len(last) >= 2 and last[-2] == "reply":
         return "command-reply"

@@ -34,6 +34,7 @@ CAMERAS = ("line1", "line2")
 ROI = [40, 30, 240, 180] if "roi" in CameraConfig.model_fields else None
 MAX_WIDTH = 200  # the demo video is 320 wide: the view must scale it down
 STREAM_FPS = 4
+CAPTURED = ["dented", "scratched"]  # the video starts with a dented part
 
 
 def chromium_binary() -> str:
@@ -164,6 +165,8 @@ def served(tmp_path_factory):
     cfg["metrics"] = {"listen": f"127.0.0.1:{port}"}
     cfg["web"] = {"enabled": True, "max_width": MAX_WIDTH, "stream_fps": STREAM_FPS,
                   "max_streams": 2}
+    cfg["cameras"]["line2"]["capture"] = {"labels": CAPTURED}  # evidence captures listed
+    cfg["capture"] = {"dir": str(tmp / "captures"), "min_free_bytes": 0}
     proc = start_edged("run", "-c", str(write_config(tmp / "c.yaml", cfg)))
     try:
         def ready() -> bool:
@@ -202,6 +205,11 @@ def test_page_in_headless_chromium_shows_labels_and_a_moving_image(served):
         assert float(card["fps"]) > 5  # the video runs at 15 fps
         assert card["age"].endswith(" s") and float(card["age"].split()[0]) < 2
         assert dom.images[name] == f"cameras/{name}/stream.mjpg"
+    # line2 has capture rules: its latest captures are listed with label and score.
+    assert dom.cards["line2"].get("cap-head") == "latest captures", dom.cards["line2"]
+    assert dom.cards["line2"]["cap-label"] in CAPTURED
+    assert dom.cards["line2"]["cap-score"].endswith(" %")
+    assert "cap-head" not in dom.cards["line1"]
 
     shots = []
     for i in range(2):

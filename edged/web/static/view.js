@@ -52,16 +52,30 @@ function makeCard(name) {
     fields[key] = el("dd", key);
     dl.append(fields[key]);
   }
-  cap.append(title, now, dl);
+  const captures = el("ul", "captures");
+  cap.append(title, now, dl, captures);
   fig.append(img, cap);
   document.getElementById("cameras").append(fig);
   showImage(img, name);
   return { fig, fields, label: now.firstChild, score: now.lastChild,
-           badge: title.lastChild };
+           badge: title.lastChild, captures };
 }
 
 function fmt(x, digits) {
   return x === null || x === undefined ? "—" : Number(x).toFixed(digits);
+}
+
+// The newest evidence captures: label, score, time, the file under the capture folder.
+function showCaptures(list, captures) {
+  list.replaceChildren(...captures.map((c) => {
+    const li = el("li", null);
+    li.title = c.image + " (rule " + c.rule + ")";
+    li.append(el("span", "cap-label", c.label),
+              el("span", "cap-score", (100 * c.score).toFixed(1) + " %"),
+              el("span", "cap-when", new Date(c.ts * 1000).toLocaleTimeString()));
+    return li;
+  }));
+  if (captures.length) list.prepend(el("li", "cap-head", "latest captures"));
 }
 
 function update(status) {
@@ -79,6 +93,7 @@ function update(status) {
     card.fields.fps.textContent = fmt(cam.fps, 1);
     card.fields.age.textContent = cam.frame_age_s === null ? "—" : fmt(cam.frame_age_s, 2) + " s";
     card.fields.frame.textContent = cam.frame ?? "—";
+    showCaptures(card.captures, cam.captures || []);
   }
 }
 

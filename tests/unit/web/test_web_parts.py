@@ -149,6 +149,17 @@ def test_nobody_watching_means_no_encoding():
     assert view.status()["cameras"][0]["label"] == "ok"  # stopped: left the events
 
 
+def test_status_lists_each_cameras_latest_captures():
+    cam = SimpleNamespace(name="a", cfg=SimpleNamespace(), last_frame=None)
+    latest = {"a": [{"label": "dented", "score": 0.97, "rule": "labels", "ts": 1.0, "seq": 7,
+                     "image": "a/dented/x_7.jpg"}]}
+    view = LiveView(WebConfig(), "n", _cameras(cam), CollectorRegistry(), Events(),
+                    captures=lambda name: latest.get(name, []))
+    assert view.status()["cameras"][0]["captures"] == latest["a"]
+    plain = _view("127.0.0.1", None, _cameras(cam))
+    assert plain.status()["cameras"][0]["captures"] == []  # capture off: an empty list
+
+
 # --- config errors: one line naming the key, no traceback --------------------------------
 
 
