@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from edged.capture.sources.base import Frame
+from edged.app.events import Events, ResultPublished, StateChanged
 from edged.config import CaptureConfig, CaptureRulesConfig
+from edged.frame import Frame
+from edged.mqtt.contract import Topics
 from edged.mqtt.extensions.captures import (
+    CaptureMetrics,
     Capturer,
     Entry,
     TokenBucket,
@@ -28,7 +31,6 @@ from edged.mqtt.extensions.captures import (
     stem_time,
     unknown_labels,
 )
-from edged.mqtt.topics import Topics
 from edged.tools.captures import parse_time, select
 from tests.helpers.schemas import validate
 
@@ -130,14 +132,17 @@ class Clock:
         return self.t
 
 
-class FakeSink:
-    """Records announcements (the real sink is tested against mosquitto in integration)."""
+class FakeLink:
+    """Records announcements (the real link is tested against mosquitto in integration)."""
+
+    topics = Topics("edged", "n")
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict]] = []
 
-    def publish_now(self, topic, payload, qos, retain, topic_class, properties=None):  # noqa: ANN001
-        self.sent.append((topic, json.loads(payload)))
+    def publish_now(self, msg) -> bool:  # noqa: ANN001 - contract.Message
+        assert msg.kind == "capture" and not msg.retain
+        self.sent.append((msg.topic, json.loads(msg.payload)))
         return True
 
 
@@ -151,21 +156,24 @@ def result(seq: int, label: str, score: float, ts: float) -> dict:
 def frame(seq: int, ts: float, roi: bool = False) -> Frame:
     rng = np.random.default_rng(seq)  # noise: JPEGs of a realistic size
     full = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    return Frame(image=full[10:70, 20:100] if roi else full, index=seq, ts=ts,
-                 mono=time.monotonic(), full=full if roi else None)
+    return Frame(image=full, index=seq, ts=ts, mono=time.monotonic(),
+                 box=(20, 10, 80, 60) if roi else None)
 
 
-def make(tmp_path: Path, clock: Clock, sink=None, **cfg) -> Capturer:  # noqa: ANN001, ANN003
+def make(tmp_path: Path, clock: Clock, link=None, per_minute: float = 10,  # noqa: ANN001
+         events: Events | None = None, **cfg) -> Capturer:  # noqa: ANN003
     cfg.setdefault("min_free_bytes", 0)
-    return Capturer(CaptureConfig(dir=str(tmp_path / "caps"), **cfg),
-                    {"cam": rules(labels=["dented"], max_per_minute=10)},
-                    {"cam": ["ok", "dented"]}, CollectorRegistry(), sink,
-                    Topics("edged", "n"), clock=clock, rand=lambda: 0.5)
+    camera_rules = {"cam": rules(labels=["dented"], states=["missing"],
+                                 max_per_minute=per_minute)}
+    return Capturer(CaptureConfig(dir=str(tmp_path / "caps"), **cfg), camera_rules.get,
+                    CaptureMetrics(CollectorRegistry()), link, events,
+                    lambda _: ["ok", "dented", "missing"], clock=clock, rand=lambda: 0.5)
 
 
 def _sample(cap: Capturer, name: str, labels: dict | None) -> float:
     for metric in (cap.metrics.written, cap.metrics.dropped, cap.metrics.pruned,
-                   cap.metrics.stored, cap.metrics.bytes, cap.metrics.paused):
+                   cap.metrics.stored, cap.metrics.bytes, cap.metrics.paused,
+                   cap.metrics.unknown_labels):
         for fam in metric.collect():
             for s in fam.samples:
                 if s.name == name and s.labels == (labels or {}):
@@ -174,7 +182,7 @@ def _sample(cap: Capturer, name: str, labels: dict | None) -> float:
 
 
 def test_capturer_writes_jpeg_and_schema_valid_sidecar_and_caps_the_rate(tmp_path):
-    clock, sink = Clock(), FakeSink()
+    clock, sink = Clock(), FakeLink()
     cap = make(tmp_path, clock, sink)
     cap.start()
     try:
@@ -223,8 +231,7 @@ def test_roi_camera_keeps_the_region_in_the_class_folder_and_the_frame_beside(tm
 
 def test_retention_by_size_and_age_on_real_files(tmp_path):
     clock = Clock()
-    cap = make(tmp_path, clock, max_bytes=MiB, max_age_days=1)
-    cap.set_camera("cam", rules(labels=["dented"], max_per_minute=1e6), ["dented"])
+    cap = make(tmp_path, clock, per_minute=1e6, max_bytes=MiB, max_age_days=1)
     cap.start()
     try:
         for i in range(40):  # ~70 KB each: more than 1 MiB in all
@@ -276,8 +283,7 @@ def test_restart_reads_what_is_on_disk_and_removes_half_writes(tmp_path):
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path):
     clock = Clock()
-    cap = make(tmp_path, clock, queue_bytes=MiB)  # not started: nothing drains the queue
-    cap.set_camera("cam", rules(labels=["dented"], max_per_minute=1e6), ["dented"])
+    cap = make(tmp_path, clock, per_minute=1e6, queue_bytes=MiB)  # not started: no writer
     big = Frame(image=np.zeros((480, 640, 3), np.uint8), index=0, ts=clock.t, mono=0.0)
     t0 = time.monotonic()
     out = [cap.on_result("cam", big, result(i, "dented", 0.9, clock.t)) for i in range(10)]
@@ -303,8 +309,8 @@ def test_folder_under_a_file_is_counted_not_fatal(tmp_path):
 def _unwritable(tmp_path: Path, where: Path) -> None:
     clock = Clock()
     cap = Capturer(CaptureConfig(dir=str(where), min_free_bytes=0),
-                   {"cam": rules(labels=["dented"])}, {"cam": ["dented"]},
-                   CollectorRegistry(), clock=clock)
+                   {"cam": rules(labels=["dented"])}.get, CaptureMetrics(CollectorRegistry()),
+                   clock=clock)
     cap.start()
     try:
         for i in range(3):
@@ -346,3 +352,38 @@ def test_config_example_documents_the_capture_defaults():
     rules_doc = example["cameras"]["conveyor"]["capture"]
     assert CaptureRulesConfig(**rules_doc) == CaptureRulesConfig()
     assert rules_doc.keys() == CaptureRulesConfig.model_fields.keys()
+
+
+def test_events_state_change_reaches_the_capture_of_its_own_result(tmp_path):
+    """Joined to the events: a StateChanged (emitted while the state tracker handles the same
+    result) marks that result's capture; a stale one for another seq does not."""
+    clock, link, events = Clock(), FakeLink(), Events()
+    cap = make(tmp_path, clock, link, events=events)
+    cap.start()
+    try:
+        f = frame(1, clock.t)
+        events.emit(StateChanged("cam", "missing", result(1, "missing", 0.9, clock.t), f))
+        events.emit(ResultPublished("cam", f, result(1, "missing", 0.9, clock.t)))
+        events.emit(StateChanged("cam", "missing", result(2, "missing", 0.9, clock.t), f))
+        events.emit(ResultPublished("cam", f, result(3, "missing", 0.9, clock.t)))
+        assert cap.idle(10)
+    finally:
+        cap.stop()
+    assert [(d["seq"], d["rule"], d["state"]) for _, d in link.sent] == [(1, "states", "missing")]
+    events.emit(ResultPublished("cam", frame(4, clock.t), result(4, "dented", 0.9, clock.t)))
+    assert len(link.sent) == 1  # stopped: left the events
+
+
+def test_new_rules_from_a_reload_apply_at_once(tmp_path):
+    clock = Clock()
+    current = {"cam": rules(labels=["dented"])}
+    cap = Capturer(CaptureConfig(dir=str(tmp_path / "caps"), min_free_bytes=0), current.get,
+                   CaptureMetrics(CollectorRegistry()), labels_of=lambda _: ["ok", "dented"],
+                   clock=clock)
+    assert cap.on_result("cam", frame(1, clock.t), result(1, "dented", 0.9, clock.t))
+    assert cap.on_result("cam", frame(2, clock.t), result(2, "ok", 0.9, clock.t)) is None
+    current["cam"] = rules(labels=["ok", "bent"])  # a reload: new rules, one unknown label
+    assert cap.on_result("cam", frame(3, clock.t), result(3, "ok", 0.9, clock.t)) == "labels"
+    assert _sample(cap, "edged_capture_unknown_labels", {"camera": "cam"}) == 1
+    del current["cam"]  # camera removed
+    assert cap.on_result("cam", frame(4, clock.t), result(4, "ok", 0.9, clock.t)) is None
