@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""Throughput cost of evidence captures: `edged run` on the looping demo video as fast as it
-decodes, against a real mosquitto, with capture off, with a capture rule for the defect labels
-(`scratched`, `dented`: 40 % of the frames) at the default cap (600 a minute per rule), and
-with that rule uncapped (every defect frame offered to the writer: its bounded queue and its
-lower CPU priority decide, the rest is dropped and counted), in one run, alternating.
+"""Throughput cost of evidence captures, on the looping demo video as fast as it decodes,
+against a real mosquitto: capture off; a capture rule for the defect labels (`scratched`,
+`dented`: 40 % of the frames) at the default cap (600 a minute per rule); and that rule
+uncapped (every defect frame offered to the writer: its bounded queue and its lower CPU
+priority decide, the rest is dropped and counted). Two parts, each in one run:
 
-    .venv/bin/python benchmarks/capture_cost.py [--rounds 5] [--seconds 8]
+1. toggled (the precise one on a shared machine): one daemon in this process; capture is
+   switched off and on every `--window` seconds (the camera's rules are hidden from the
+   capturer, so it does nothing), `--pairs` pairs in alternating order, after a warm-up with
+   capture on that spends the cap's first-minute burst. Per pair, on/off of the frames
+   classified per second; the median of those ratios. Drift of the machine's load hits both
+   halves of a pair alike.
+2. processes: `edged run` started afresh per mode (the burst included), rounds alternating;
+   throughput = results at a subscriber per second over `--seconds` after a 1.5 s warm-up;
+   CPU per result = the process's user + system time over the window / its results.
 
-Throughput = results that reached a subscriber per second, counted after a 1.5 s warm-up
-until the daemon is told to stop; captures = capture announcements in the same window; CPU
-per result = the edged process's user + system CPU time over the window / its results.
+    .venv/bin/python benchmarks/capture_cost.py [--pairs 20] [--window 2] [--rounds 5]
+        [--seconds 8] [--skip-processes]
 """
 
 from __future__ import annotations
@@ -78,12 +85,90 @@ def run_once(tmp: Path, broker_port: int, mode: str, seconds: float
     return n / (t1 - t0), c / (t1 - t0), (c1 - c0) * 1000 / max(n, 1)
 
 
+def toggled(tmp: Path, broker_port: int, uncapped: bool, pairs: int, window: float
+            ) -> list[tuple[float, float, float]]:
+    """(off rate, on rate, captures/s while on) per pair, one daemon in this process."""
+    sys.path.insert(0, str(ROOT))
+    from prometheus_client import CollectorRegistry
+
+    from edged.app.daemon import Daemon
+    from edged.config import load_config
+    from edged.mqtt.extensions.captures import Capturer
+
+    rules: dict = {"labels": DEFECTS}
+    capture: dict = {"dir": str(tmp / "caps-toggled")}
+    if uncapped:
+        rules["max_per_minute"] = 10**9
+        capture["queue_bytes"] = 4 * 1024 * 1024  # drains in well under a second when off
+    cfg = {"node_id": "bench-toggled", "log_level": "warning",
+           "mqtt": {"host": "127.0.0.1", "port": broker_port,
+                    "outbox": {"path": str(tmp / "toggled.db")}},
+           "models": {"default": {"path": str(DEMO / "model.tflite"),
+                                  "labels": str(DEMO / "labels.txt"), "workers": 2}},
+           "cameras": {"cam": {"source": str(DEMO / "conveyor.mp4"), "loop": True,
+                               "capture": rules}},
+           "metrics": {"enabled": False}, "capture": capture}
+    path = tmp / "toggled.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    registry = CollectorRegistry()
+    daemon = Daemon(load_config(path), registry=registry)
+    daemon.start()
+    out = []
+    try:
+        cap = next(p for p in daemon.pipeline.extensions if isinstance(p, Capturer))
+        rules_on = cap._rules_of  # noqa: SLF001 - the benchmark's switch
+
+        def count(name: str) -> float:
+            return sum(s.value for m in registry.collect() for s in m.samples
+                       if s.name == name and s.labels.get("camera") == "cam")
+
+        time.sleep(12)  # warm-up, capture on: the cap's burst is spent and written here
+        for i in range(pairs):
+            rates = {}
+            for on in ((False, True) if i % 2 == 0 else (True, False)):
+                cap._rules_of = rules_on if on else (lambda _name: None)  # noqa: SLF001
+                if not on:
+                    cap.idle(5)  # off means off: nothing left for the writer
+                n0, w0, t0 = (count("edged_frames_processed_total"),
+                              count("edged_captures_total"), time.monotonic())
+                time.sleep(window)
+                n1, w1, t1 = (count("edged_frames_processed_total"),
+                              count("edged_captures_total"), time.monotonic())
+                rates[on] = ((n1 - n0) / (t1 - t0), (w1 - w0) / (t1 - t0))
+            out.append((rates[False][0], rates[True][0], rates[True][1]))
+            print(f"  pair {i:2d}: off {rates[False][0]:7.1f}, on {rates[True][0]:7.1f} "
+                  f"frames/s ({rates[True][1]:5.1f} captures/s): on/off "
+                  f"{rates[True][0] / rates[False][0]:.3f}", flush=True)
+    finally:
+        daemon.stop()
+        shutil.rmtree(tmp / "caps-toggled", ignore_errors=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--window", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--skip-processes", action="store_true")
     args = ap.parse_args()
     print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        with Broker(tmp) as broker:
+            for uncapped in (False, True):
+                name = "uncapped" if uncapped else "default cap (600/min)"
+                print(f"toggled, {name}:", flush=True)
+                pairs = toggled(tmp, broker.port, uncapped, args.pairs, args.window)
+                ratio = statistics.median(on / off for off, on, _ in pairs)
+                print(f"toggled, {name}: median frames/s off "
+                      f"{statistics.median(p[0] for p in pairs):.1f}, on "
+                      f"{statistics.median(p[1] for p in pairs):.1f} "
+                      f"({statistics.median(p[2] for p in pairs):.1f} captures/s); "
+                      f"median on/off {ratio:.3f}", flush=True)
+    if args.skip_processes:
+        return 0
     rates: dict[str, list[float]] = {m: [] for m in MODES}
     captures: dict[str, list[float]] = {m: [] for m in MODES}
     cpu: dict[str, list[float]] = {m: [] for m in MODES}
