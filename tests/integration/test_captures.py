@@ -89,7 +89,8 @@ def test_demo_video_one_capture_per_defect_result_then_eval_and_cli(tmp_path, br
 
     # The cap: 20 at once, then 20 a minute; every other matching result counted.
     capped = [e for e in entries if e.camera == "capped"]
-    assert 20 <= len(capped) <= 22
+    span = results["capped"][-1]["ts"] - results["capped"][0]["ts"]  # refills 1 per 3 s
+    assert 20 <= len(capped) <= 20 + int(span / 3) + 1, (len(capped), span)
     matching = sum(1 for r in results["capped"] if r["label"] in DEFECTS)  # of its ROI
     assert len(capped) + sample(registry, "edged_captures_dropped_total", camera="capped",
                                 rule="labels", reason="rate") == matching

@@ -117,6 +117,12 @@ def unknown_labels(rules: CaptureRulesConfig, labels: Sequence[str]) -> list[str
     return out
 
 
+def folder_name(label: str) -> str:
+    """A label as one safe folder name: no path separators, not hidden, never empty."""
+    name = label.replace("/", "_").replace("\\", "_").replace("\0", "_").strip()
+    return name if name and not name.startswith(".") else f"_{name}"
+
+
 def capture_stem(ts: float, seq: int) -> str:
     """`{time}_{seq}`: the capture time in UTC to the millisecond, then the result's seq."""
     ms = int(round(ts * 1000))
@@ -148,12 +154,13 @@ class Entry:
 
 
 def retention_plan(entries: Sequence[Entry], max_bytes: int, max_age_s: float, now: float,
-                   reserve: int = 0) -> list[tuple[Entry, str]]:
+                   reserve: int = 0, total: int | None = None) -> list[tuple[Entry, str]]:
     """What to delete, oldest first, with why: everything older than `max_age_s` ("age"),
     then the oldest while the rest plus `reserve` bytes (about to be written) exceed
-    `max_bytes` ("size"). `entries` must be sorted by time."""
+    `max_bytes` ("size"). `entries` must be sorted by time; `total` is their bytes (given, it
+    saves a pass: the writer keeps it)."""
     plan: list[tuple[Entry, str]] = []
-    total = sum(e.bytes for e in entries)
+    total = sum(e.bytes for e in entries) if total is None else total
     for e in entries:
         if e.ts < now - max_age_s:
             reason = "age"
@@ -554,7 +561,8 @@ class Capturer:
         if not self._ready:
             return
         plan = retention_plan(self._entries, self._cfg.max_bytes,
-                              self._cfg.max_age_days * 86400.0, self._clock(), reserve)
+                              self._cfg.max_age_days * 86400.0, self._clock(), reserve,
+                              self._total)
         for entry, reason in plan:
             self._total -= delete_entry(entry)
             self.metrics.pruned.labels(reason).inc()
@@ -575,7 +583,7 @@ class Capturer:
         if not self._open():
             self.metrics.dropped.labels(camera, item.rule, "error").inc()
             return
-        label = str(result["label"])
+        label = folder_name(str(result["label"]))
         stem = capture_stem(float(result.get("ts", frame.ts)), int(result.get("seq", 0)))
         image = as_bgr(frame.region())  # the pixels the model classified
         jpeg = encode_jpeg(image, self._cfg.jpeg_quality)

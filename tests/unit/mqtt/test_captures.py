@@ -25,6 +25,7 @@ from edged.mqtt.extensions.captures import (
     capture_stem,
     charge,
     disk_need,
+    folder_name,
     matched_rules,
     retention_plan,
     scan,
@@ -97,6 +98,13 @@ def test_retention_deletes_too_old_then_oldest_beyond_size():
     # Room for what is about to be written: 40 on disk + 15 reserved > 50.
     assert [e.ts for e, _ in retention_plan(entries, 50, 1e9, now, reserve=15)] == [100]
     assert len(retention_plan(entries, 0, 1e9, now)) == 4
+
+
+def test_labels_become_safe_folder_names():
+    assert folder_name("dented") == "dented"
+    assert folder_name("African elephant, Loxodonta africana") == \
+        "African elephant, Loxodonta africana"  # commas and spaces are fine in a folder
+    assert folder_name("a/b") == "a_b" and folder_name("..") == "_.." and folder_name(" ") == "_"
 
 
 def test_disk_need_counts_whole_blocks_and_new_folders():
