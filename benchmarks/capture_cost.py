@@ -2,15 +2,17 @@
 """Throughput cost of evidence captures, on the looping demo video as fast as it decodes,
 against a real mosquitto: capture off; a capture rule for the defect labels (`scratched`,
 `dented`: 40 % of the frames) at the default cap (600 a minute per rule); and that rule
-uncapped (every defect frame offered to the writer: its bounded queue and its lower CPU
-priority decide, the rest is dropped and counted). Two parts, each in one run:
+uncapped (every defect frame offered to the writer: its bounded queue and its CPU budget
+decide, the rest is dropped and counted). Two parts, each in one run:
 
 1. toggled (the precise one on a shared machine): one daemon in this process; capture is
    switched off and on every `--window` seconds (the camera's rules are hidden from the
-   capturer, so it does nothing), `--pairs` pairs in alternating order, after a warm-up with
-   capture on that spends the cap's first-minute burst. Per pair, on/off of the frames
-   classified per second; the median of those ratios. Drift of the machine's load hits both
-   halves of a pair alike.
+   capturer, so it does nothing), `--pairs` sets in rotating order, after a warm-up with
+   capture on that spends the cap's first-minute burst. Per set, each variant's frames
+   classified per second over the same set's `off`; the median of those ratios. Drift of the
+   machine's load hits every window of a set alike. Uncapped, it also compares the writer
+   without its CPU budget, and without it at nice +10 (set from here on the writer's thread
+   id), the alternative the budget replaced.
 2. processes: `edged run` started afresh per mode (the burst included), rounds alternating;
    throughput = results at a subscriber per second over `--seconds` after a 1.5 s warm-up;
    CPU per result = the process's user + system time over the window / its results.
@@ -85,9 +87,15 @@ def run_once(tmp: Path, broker_port: int, mode: str, seconds: float
     return n / (t1 - t0), c / (t1 - t0), (c1 - c0) * 1000 / max(n, 1)
 
 
-def toggled(tmp: Path, broker_port: int, uncapped: bool, pairs: int, window: float
-            ) -> list[tuple[float, float, float]]:
-    """(off rate, on rate, captures/s while on) per pair, one daemon in this process."""
+# The writer variants the toggled part compares: (capture on, CPU share, nice of the writer).
+VARIANTS = {"off": (False, 0.2, 0), "on": (True, 0.2, 0),
+            "no budget": (True, 1.0, 0), "nice 10": (True, 1.0, 10)}
+
+
+def toggled(tmp: Path, broker_port: int, uncapped: bool, sets: int, window: float,
+            variants: dict[str, tuple[bool, float, int]]) -> dict[str, list[tuple[float, float]]]:
+    """Per variant, (frames/s, captures/s) of each window; one daemon in this process, the
+    variants in rotating order within each set."""
     sys.path.insert(0, str(ROOT))
     from prometheus_client import CollectorRegistry
 
@@ -113,20 +121,26 @@ def toggled(tmp: Path, broker_port: int, uncapped: bool, pairs: int, window: flo
     registry = CollectorRegistry()
     daemon = Daemon(load_config(path), registry=registry)
     daemon.start()
-    out = []
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     try:
         cap = next(p for p in daemon.pipeline.extensions if isinstance(p, Capturer))
-        rules_on = cap._rules_of  # noqa: SLF001 - the benchmark's switch
+        writer = cap._thread.native_id  # noqa: SLF001 - the benchmark's switches
+        rules_on = cap._rules_of  # noqa: SLF001
 
         def count(name: str) -> float:
             return sum(s.value for m in registry.collect() for s in m.samples
                        if s.name == name and s.labels.get("camera") == "cam")
 
         time.sleep(12)  # warm-up, capture on: the cap's burst is spent and written here
-        for i in range(pairs):
-            rates = {}
-            for on in ((False, True) if i % 2 == 0 else (True, False)):
+        names = list(variants)
+        for i in range(sets):
+            order = names[i % len(names):] + names[:i % len(names)]  # rotate
+            line = []
+            for name in order:
+                on, share, nice = variants[name]
                 cap._rules_of = rules_on if on else (lambda _name: None)  # noqa: SLF001
+                cap._cpu_share = share  # noqa: SLF001
+                os.setpriority(os.PRIO_PROCESS, writer, nice)  # root may lower it again
                 if not on:
                     cap.idle(5)  # off means off: nothing left for the writer
                 n0, w0, t0 = (count("edged_frames_processed_total"),
@@ -134,15 +148,25 @@ def toggled(tmp: Path, broker_port: int, uncapped: bool, pairs: int, window: flo
                 time.sleep(window)
                 n1, w1, t1 = (count("edged_frames_processed_total"),
                               count("edged_captures_total"), time.monotonic())
-                rates[on] = ((n1 - n0) / (t1 - t0), (w1 - w0) / (t1 - t0))
-            out.append((rates[False][0], rates[True][0], rates[True][1]))
-            print(f"  pair {i:2d}: off {rates[False][0]:7.1f}, on {rates[True][0]:7.1f} "
-                  f"frames/s ({rates[True][1]:5.1f} captures/s): on/off "
-                  f"{rates[True][0] / rates[False][0]:.3f}", flush=True)
+                out[name].append(((n1 - n0) / (t1 - t0), (w1 - w0) / (t1 - t0)))
+                line.append(f"{name} {out[name][-1][0]:6.1f} ({out[name][-1][1]:5.1f})")
+            print(f"  set {i:2d}: " + ", ".join(line), flush=True)
     finally:
         daemon.stop()
         shutil.rmtree(tmp / "caps-toggled", ignore_errors=True)
     return out
+
+
+def report(title: str, out: dict[str, list[tuple[float, float]]]) -> None:
+    """Medians, and per set each variant's frames/s over the same set's `off`."""
+    off = [r for r, _ in out["off"]]
+    parts = []
+    for name, rows in out.items():
+        ratio = statistics.median(r / o for (r, _), o in zip(rows, off))
+        parts.append(f"{name} {statistics.median(r for r, _ in rows):.1f} frames/s "
+                     f"({statistics.median(c for _, c in rows):.1f} captures/s, "
+                     f"/off {ratio:.3f})")
+    print(f"{title}: median " + "; ".join(parts), flush=True)
 
 
 def main() -> int:
@@ -157,16 +181,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         with Broker(tmp) as broker:
-            for uncapped in (False, True):
-                name = "uncapped" if uncapped else "default cap (600/min)"
-                print(f"toggled, {name}:", flush=True)
-                pairs = toggled(tmp, broker.port, uncapped, args.pairs, args.window)
-                ratio = statistics.median(on / off for off, on, _ in pairs)
-                print(f"toggled, {name}: median frames/s off "
-                      f"{statistics.median(p[0] for p in pairs):.1f}, on "
-                      f"{statistics.median(p[1] for p in pairs):.1f} "
-                      f"({statistics.median(p[2] for p in pairs):.1f} captures/s); "
-                      f"median on/off {ratio:.3f}", flush=True)
+            print("toggled, default cap (600/min):", flush=True)
+            report("toggled, default cap", toggled(
+                tmp, broker.port, False, args.pairs, args.window,
+                {k: VARIANTS[k] for k in ("off", "on")}))
+            print("toggled, uncapped:", flush=True)
+            report("toggled, uncapped", toggled(tmp, broker.port, True, args.pairs,
+                                                args.window, VARIANTS))
     if args.skip_processes:
         return 0
     rates: dict[str, list[float]] = {m: [] for m in MODES}

@@ -14,8 +14,7 @@ image_dataset_from_directory and torchvision's ImageFolder (which walk subfolder
 An extension: it joins "result published" and "state changed" (both on the publisher
 thread), and `on_result` does only rule checks, rate caps and a hand-over of references to a
 bounded queue. Encoding, writing, retention and the announcement on
-`{prefix}/{node_id}/{camera}/capture` happen on the writer thread, which runs at a lower CPU
-priority; a frame that does not fit the queue is dropped and counted. Each camera's rules are
+`{prefix}/{node_id}/{camera}/capture` happen on the writer thread, within a CPU budget; a frame that does not fit the queue is dropped and counted. Each camera's rules are
 read from the camera set at each result, so a reload's new rules apply at once.
 """
 
@@ -344,7 +343,7 @@ class Capturer:
                  events: Events | None = None,
                  labels_of: Callable[[str], Sequence[str]] = lambda _camera: (),
                  root: str | None = None, environ: Mapping[str, str] | None = None,
-                 drain_timeout_s: float = 10.0, nice: int = 10,
+                 drain_timeout_s: float = 10.0, cpu_share: float = 0.2,
                  clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] | None = None) -> None:
         self._cfg = cfg
@@ -355,7 +354,7 @@ class Capturer:
         self._link = link
         self._events = events
         self._drain_timeout = drain_timeout_s
-        self._nice = nice
+        self._cpu_share = cpu_share
         self._clock = clock
         self._rand = rand if rand is not None else random.Random().random
         self._cameras: dict[str, _Camera] = {}
@@ -493,10 +492,10 @@ class Capturer:
     # --- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:  # Linux: a thread id lowers only this thread; classification keeps the CPU
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
-        except (AttributeError, OSError):
-            pass
+        # Not a lower OS priority: a thread at nice +10 that is preempted while it holds the
+        # GIL stalls every thread of the daemon. A CPU budget instead: after each capture the
+        # writer rests long enough to stay within `cpu_share` of one core, so on a busy box
+        # classification keeps the CPU and what the writer cannot take is dropped and counted.
         self._open()
         deadline: float | None = None
         while True:
@@ -515,6 +514,7 @@ class Capturer:
                     self._queued -= item.nbytes
                     self._busy = True
                 self.metrics.queue_bytes.set(self._queued)
+            spent = time.thread_time()
             try:
                 if time.monotonic() >= self._next_age_check:
                     self._prune(0)
@@ -529,6 +529,9 @@ class Capturer:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+            spent = time.thread_time() - spent
+            if 0 < self._cpu_share < 1 and spent > 0:  # at stop: no rest, drain at once
+                self._stop.wait(min(spent * (1 / self._cpu_share - 1), 1.0))
 
     def _open(self) -> bool:
         """Make the folder and read what is already there (once it works)."""
