@@ -249,6 +249,14 @@ def delete_entry(entry: Entry) -> int:
     return entry.bytes
 
 
+def rest_after(spent_s: float, cpu_share: float, longest_s: float = 1.0) -> float:
+    """How long the writer rests after work that took `spent_s` of CPU, to use at most
+    `cpu_share` of one core (1 or more: no rest)."""
+    if not 0 < cpu_share < 1 or spent_s <= 0:
+        return 0.0
+    return min(spent_s * (1.0 / cpu_share - 1.0), longest_s)
+
+
 def free_bytes(path: str) -> int:
     """Bytes an unprivileged writer may still use on the filesystem of `path`."""
     st = os.statvfs(path)
@@ -529,9 +537,9 @@ class Capturer:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
-            spent = time.thread_time() - spent
-            if 0 < self._cpu_share < 1 and spent > 0:  # at stop: no rest, drain at once
-                self._stop.wait(min(spent * (1 / self._cpu_share - 1), 1.0))
+            rest = rest_after(time.thread_time() - spent, self._cpu_share)
+            if rest > 0:
+                self._stop.wait(rest)  # at stop: no rest, the queue is drained at once
 
     def _open(self) -> bool:
         """Make the folder and read what is already there (once it works)."""

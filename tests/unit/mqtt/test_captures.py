@@ -26,6 +26,7 @@ from edged.mqtt.extensions.captures import (
     charge,
     disk_need,
     folder_name,
+    rest_after,
     matched_rules,
     retention_plan,
     scan,
@@ -98,6 +99,12 @@ def test_retention_deletes_too_old_then_oldest_beyond_size():
     # Room for what is about to be written: 40 on disk + 15 reserved > 50.
     assert [e.ts for e, _ in retention_plan(entries, 50, 1e9, now, reserve=15)] == [100]
     assert len(retention_plan(entries, 0, 1e9, now)) == 4
+
+
+def test_cpu_budget_rest():
+    assert rest_after(0.001, 0.2) == pytest.approx(0.004)  # 1 ms of work in every 5 ms
+    assert rest_after(0.001, 1.0) == 0 and rest_after(0.0, 0.2) == 0
+    assert rest_after(10.0, 0.2) == 1.0  # bounded: never a long sleep
 
 
 def test_labels_become_safe_folder_names():
