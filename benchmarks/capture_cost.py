@@ -157,6 +157,57 @@ def toggled(tmp: Path, broker_port: int, uncapped: bool, sets: int, window: floa
     return out
 
 
+def micro(tmp: Path, n: int = 20000) -> None:
+    """What a capture costs, measured without the rest of the pipeline: `on_result` on the
+    publisher thread for a result that meets no rule, one that meets a rule over its cap, and
+    one that is queued; and the writer's CPU per capture (encode, sidecar, write, rename)."""
+    sys.path.insert(0, str(ROOT))
+    import cv2
+    from prometheus_client import CollectorRegistry
+
+    from edged.config import CaptureConfig, CaptureRulesConfig
+    from edged.frame import Frame
+    from edged.mqtt.extensions.captures import CaptureMetrics, Capturer
+
+    video = cv2.VideoCapture(str(DEMO / "conveyor.mp4"))
+    image = video.read()[1]
+    video.release()
+    result = {"node_id": "n", "camera": "cam", "seq": 0, "frame": 0, "ts": time.time(),
+              "model": "default", "label": "ok", "index": 0, "score": 0.99,
+              "top_k": [{"label": "ok", "index": 0, "score": 0.99}], "inference_ms": 1.0,
+              "latency_ms": 2.0}
+    rules = {"cam": CaptureRulesConfig(labels=DEFECTS)}
+    cap = Capturer(CaptureConfig(dir=str(tmp / "caps-micro"), min_free_bytes=0,
+                                 queue_bytes=1024**3), rules.get,
+                   CaptureMetrics(CollectorRegistry()), cpu_share=1.0)
+    frame = Frame(image, 0, time.time(), time.monotonic())
+    for label, what in (("ok", "no rule met"), ("dented", "rule met, over its cap")):
+        r = dict(result, label=label)
+        cap.on_result("cam", frame, r)
+        for _ in range(700):  # spend the cap's burst first
+            cap.on_result("cam", frame, r)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            cap.on_result("cam", frame, r)
+        print(f"micro: on_result, {what}: {(time.perf_counter() - t0) / n * 1e6:.2f} us")
+    rules["cam"] = CaptureRulesConfig(labels=DEFECTS, max_per_minute=10**9)
+    r = dict(result, label="dented")
+    cap.on_result("cam", frame, r)  # new rules: a fresh cap
+    t0 = time.perf_counter()
+    for i in range(500):
+        cap.on_result("cam", frame, dict(r, seq=i, ts=r["ts"] + i / 1000))
+    queued = (time.perf_counter() - t0) / 500
+    print(f"micro: on_result, queued: {queued * 1e6:.2f} us")
+    c0 = time.process_time()
+    cap.start()
+    cap.idle(120)
+    cap.stop()
+    per = (time.process_time() - c0) / 500
+    print(f"micro: writer CPU per capture of a {image.shape[1]}x{image.shape[0]} frame: "
+          f"{per * 1000:.3f} ms (JPEG q90 + sidecar + write + rename)")
+    shutil.rmtree(tmp / "caps-micro", ignore_errors=True)
+
+
 def report(title: str, out: dict[str, list[tuple[float, float]]]) -> None:
     """Medians, and per set each variant's frames/s over the same set's `off`."""
     off = [r for r, _ in out["off"]]
@@ -180,6 +231,7 @@ def main() -> int:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        micro(tmp)
         with Broker(tmp) as broker:
             print("toggled, default cap (600/min):", flush=True)
             report("toggled, default cap", toggled(

@@ -408,8 +408,8 @@ class CaptureRulesConfig(_Strict):
         0.0, ge=0, le=1, description="Capture this fraction of all frames at random; 0 = off.",
     )
     max_per_minute: float = Field(
-        600, gt=0, description="Rate cap of each rule (a bucket of this many captures, refilled "
-        "over a minute); frames over it are counted, not written.",
+        600, gt=0, description="Rate cap of each rule: this many a minute, up to 10 seconds' "
+        "worth at once; frames over it are counted, not written.",
     )
 
     @property

@@ -52,10 +52,12 @@ def test_demo_video_one_capture_per_defect_result_then_eval_and_cli(tmp_path, br
     cfg = demo_config(broker.port)
     cfg["capture"] = {"dir": str(caps), "min_free_bytes": MiB}
     cfg["cameras"] = {
-        "conveyor": {**cam, "capture": {"labels": DEFECTS}},
-        # A tight cap, a ROI (so the whole frame is kept too) and a state rule.
+        # 240 defect frames in about a second: a cap that lets them all through at once.
+        "conveyor": {**cam, "capture": {"labels": DEFECTS, "max_per_minute": 6000}},
+        # A tight cap (10 at once, one a second), a ROI (so the whole frame is kept too) and
+        # a state rule.
         "capped": {**cam, "roi": [40, 30, 240, 180],
-                   "capture": {"labels": DEFECTS, "max_per_minute": 20}},
+                   "capture": {"labels": DEFECTS, "max_per_minute": 60}},
         "states": {**cam, "capture": {"states": ["missing"]}},
     }
     registry = CollectorRegistry()
@@ -87,10 +89,10 @@ def test_demo_video_one_capture_per_defect_result_then_eval_and_cli(tmp_path, br
     assert sample(registry, "edged_captures_dropped_total", camera="conveyor", rule="labels",
                   reason="queue_full") == 0
 
-    # The cap: 20 at once, then 20 a minute; every other matching result counted.
+    # The cap: 10 at once, then one a second; every other matching result counted.
     capped = [e for e in entries if e.camera == "capped"]
-    span = results["capped"][-1]["ts"] - results["capped"][0]["ts"]  # refills 1 per 3 s
-    assert 20 <= len(capped) <= 20 + int(span / 3) + 1, (len(capped), span)
+    span = results["capped"][-1]["ts"] - results["capped"][0]["ts"]
+    assert 10 <= len(capped) <= 10 + int(span) + 1, (len(capped), span)
     matching = sum(1 for r in results["capped"] if r["label"] in DEFECTS)  # of its ROI
     assert len(capped) + sample(registry, "edged_captures_dropped_total", camera="capped",
                                 rule="labels", reason="rate") == matching

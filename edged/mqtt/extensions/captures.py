@@ -79,19 +79,27 @@ def matched_rules(rules: CaptureRulesConfig, label: str, score: float, state: st
     return tuple(out)
 
 
+BURST_S = 10.0  # a rule's cap lets this many seconds' worth through at once
+
+
 @dataclass
 class TokenBucket:
-    """A rate cap: up to `per_minute` at once, refilled at `per_minute` a minute."""
+    """A rate cap: `per_minute` a minute, up to `BURST_S` seconds' worth (at least one) at
+    once, so that a burst of matching frames (a run of rejects, the start) stays small."""
 
     per_minute: float
     tokens: float = -1.0  # < 0: full on first use
     last: float | None = None
 
+    @property
+    def capacity(self) -> float:
+        return max(1.0, self.per_minute * BURST_S / 60.0)
+
     def take(self, now: float) -> bool:
         if self.tokens < 0:
-            self.tokens = self.per_minute
+            self.tokens = self.capacity
         elif self.last is not None:
-            self.tokens = min(self.per_minute,
+            self.tokens = min(self.capacity,
                               self.tokens + (now - self.last) * self.per_minute / 60.0)
         self.last = now
         if self.tokens >= 1.0:
@@ -259,12 +267,13 @@ def rest_after(spent_s: float, cpu_share: float, longest_s: float = 1.0) -> floa
 
 def free_bytes(path: str) -> int:
     """Bytes an unprivileged writer may still use on the filesystem of `path`."""
+    return free_space(path)[0]
+
+
+def free_space(path: str) -> tuple[int, int]:
+    """(free bytes for an unprivileged writer, block size) of the filesystem of `path`."""
     st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def block_size(path: str) -> int:
-    return os.statvfs(path).f_frsize or 4096
+    return st.f_bavail * st.f_frsize, st.f_frsize or 4096
 
 
 def disk_need(sizes: Iterable[int], block: int, new_dirs: int = 3) -> int:
@@ -609,8 +618,8 @@ class Capturer:
         need = len(jpeg) + len(full or b"") + len(side)
         self._prune(need)  # retention by size makes room first
         try:
-            free = free_bytes(self.root)
-            on_disk = disk_need((len(jpeg), len(full or b""), len(side)), block_size(self.root))
+            free, block = free_space(self.root)
+            on_disk = disk_need((len(jpeg), len(full or b""), len(side)), block)
         except OSError as exc:
             free, on_disk = None, need
             self._disk_log.failure("capture: cannot stat %s: %s", self.root, exc.strerror or exc)

@@ -56,16 +56,18 @@ def test_rules_match_label_state_uncertain_and_sample_in_charging_order():
     assert rules(sample=0.5).enabled and rules(below_score=0.1).enabled
 
 
-def test_token_bucket_allows_a_minute_then_refills_at_the_rate():
+def test_token_bucket_allows_ten_seconds_worth_then_refills_at_the_rate():
     b = TokenBucket(60)  # one a second
-    assert sum(b.take(100.0) for _ in range(100)) == 60
+    assert sum(b.take(100.0) for _ in range(100)) == 10
     assert not b.take(100.5)
     assert b.take(101.0) and not b.take(101.0)
-    assert sum(b.take(1000.0) for _ in range(100)) == 60  # never more than a minute's worth
+    assert sum(b.take(1000.0) for _ in range(100)) == 10  # never more than 10 s' worth
+    slow = TokenBucket(1)  # one a minute: still one at once
+    assert slow.take(0.0) and not slow.take(30.0) and slow.take(60.0)
 
 
 def test_charge_takes_the_first_rule_with_room():
-    buckets = {"labels": TokenBucket(1), "sample": TokenBucket(1)}
+    buckets = {"labels": TokenBucket(6), "sample": TokenBucket(6)}  # one at once each
     assert charge(buckets, ("labels", "sample"), 0.0) == "labels"
     assert charge(buckets, ("labels", "sample"), 0.0) == "sample"
     assert charge(buckets, ("labels", "sample"), 0.0) is None
@@ -175,7 +177,7 @@ def frame(seq: int, ts: float, roi: bool = False) -> Frame:
                  box=(20, 10, 80, 60) if roi else None)
 
 
-def make(tmp_path: Path, clock: Clock, link=None, per_minute: float = 10,  # noqa: ANN001
+def make(tmp_path: Path, clock: Clock, link=None, per_minute: float = 60,  # noqa: ANN001
          events: Events | None = None, **cfg) -> Capturer:  # noqa: ANN003
     cfg.setdefault("min_free_bytes", 0)
     camera_rules = {"cam": rules(labels=["dented"], states=["missing"],
@@ -206,7 +208,7 @@ def test_capturer_writes_jpeg_and_schema_valid_sidecar_and_caps_the_rate(tmp_pat
         assert cap.idle(10)
     finally:
         cap.stop()
-    assert queued.count("labels") == 10  # 15 dented results, a cap of 10 a minute
+    assert queued.count("labels") == 10  # 15 dented results; 60 a minute: 10 at once
     assert queued.count(None) == 20
     assert _sample(cap, "edged_captures_total", {"camera": "cam", "rule": "labels"}) == 10
     assert _sample(cap, "edged_captures_dropped_total",
