@@ -11,8 +11,8 @@ decide, the rest is dropped and counted). Two parts, each in one run:
    capture on that spends the cap's first-minute burst. Per set, each variant's frames
    classified per second over the same set's `off`; the median of those ratios. Drift of the
    machine's load hits every window of a set alike. Uncapped, it also compares the writer
-   without its CPU budget, and without it at nice +10 (set from here on the writer's thread
-   id), the alternative the budget replaced.
+   without its CPU budget (`capture.writer_cpu`, default 0.1), and without it at nice +10
+   (set from here on the writer's thread id), the alternative the budget replaced.
 2. processes: `edged run` started afresh per mode (the burst included), rounds alternating;
    throughput = results at a subscriber per second over `--seconds` after a 1.5 s warm-up;
    CPU per result = the process's user + system time over the window / its results.
@@ -88,7 +88,7 @@ def run_once(tmp: Path, broker_port: int, mode: str, seconds: float
 
 
 # The writer variants the toggled part compares: (capture on, CPU share, nice of the writer).
-VARIANTS = {"off": (False, 0.2, 0), "on": (True, 0.2, 0),
+VARIANTS = {"off": (False, 0.1, 0), "on": (True, 0.1, 0),
             "no budget": (True, 1.0, 0), "nice 10": (True, 1.0, 10)}
 
 

@@ -445,6 +445,11 @@ class CaptureConfig(_Strict):
         64 * 1024 * 1024, ge=1024 * 1024, description="Most bytes of frames waiting for the "
         "writer thread; frames beyond it are dropped and counted (never slowing inference).",
     )
+    writer_cpu: float = Field(
+        0.1, gt=0, le=1, description="Most of one CPU core the writer thread uses (it rests "
+        "after each capture in proportion); frames it cannot write in time are dropped and "
+        "counted, so classification keeps the CPU.",
+    )
     qos: Literal[0, 1, 2] = Field(
         1, description="QoS of the announcements on {prefix}/{node_id}/{camera}/capture."
     )

@@ -360,7 +360,7 @@ class Capturer:
                  events: Events | None = None,
                  labels_of: Callable[[str], Sequence[str]] = lambda _camera: (),
                  root: str | None = None, environ: Mapping[str, str] | None = None,
-                 drain_timeout_s: float = 10.0, cpu_share: float = 0.2,
+                 drain_timeout_s: float = 10.0, cpu_share: float | None = None,
                  clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] | None = None) -> None:
         self._cfg = cfg
@@ -371,7 +371,7 @@ class Capturer:
         self._link = link
         self._events = events
         self._drain_timeout = drain_timeout_s
-        self._cpu_share = cpu_share
+        self._cpu_share = cfg.writer_cpu if cpu_share is None else cpu_share
         self._clock = clock
         self._rand = rand if rand is not None else random.Random().random
         self._cameras: dict[str, _Camera] = {}
@@ -510,9 +510,10 @@ class Capturer:
 
     def _run(self) -> None:
         # Not a lower OS priority: a thread at nice +10 that is preempted while it holds the
-        # GIL stalls every thread of the daemon. A CPU budget instead: after each capture the
-        # writer rests long enough to stay within `cpu_share` of one core, so on a busy box
-        # classification keeps the CPU and what the writer cannot take is dropped and counted.
+        # GIL stalls every thread of the daemon. A CPU budget instead (capture.writer_cpu):
+        # after each capture the writer rests long enough to stay within that share of one
+        # core, so classification keeps the CPU and what the writer cannot take is dropped
+        # and counted.
         self._open()
         deadline: float | None = None
         while True:

@@ -404,3 +404,22 @@ def test_new_rules_from_a_reload_apply_at_once(tmp_path):
     assert _sample(cap, "edged_capture_unknown_labels", {"camera": "cam"}) == 1
     del current["cam"]  # camera removed
     assert cap.on_result("cam", frame(4, clock.t), result(4, "ok", 0.9, clock.t)) is None
+
+
+def test_a_reload_rebuilds_the_capturer_when_capture_settings_change():
+    from edged.app.reload import diff_configs
+    from edged.config import Config
+
+    def cfg(capture: dict | None = None, rules: dict | None = None) -> Config:
+        cam = {"source": "/dev/video0", **({"capture": rules} if rules else {})}
+        return Config.model_validate({"models": {"default": {"path": "m.tflite"}},
+                                      "cameras": {"cam": cam}, **({"capture": capture}
+                                                                  if capture else {})})
+
+    assert not diff_configs(cfg(), cfg()).extensions_changed
+    assert diff_configs(cfg(), cfg(rules={"labels": ["x"]})).extensions_changed  # turned on
+    assert diff_configs(cfg(rules={"labels": ["x"]}),
+                        cfg({"max_age_days": 7}, {"labels": ["x"]})).extensions_changed
+    # New rules only: the camera restarts and the running capturer reads them from the set.
+    d = diff_configs(cfg(rules={"labels": ["x"]}), cfg(rules={"labels": ["y"]}))
+    assert not d.extensions_changed and d.cameras_restarted == ("cam",)
