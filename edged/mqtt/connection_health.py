@@ -35,7 +35,7 @@ _REFUSAL_HINTS = {
 }
 # Which config key sets the QoS of each topic class (to name it when the broker refuses one).
 _QOS_KEYS = {"result": "mqtt.qos", "state": "mqtt.state.qos", "status": "mqtt.status.qos",
-             "snapshot": "cameras.<name>.snapshot.qos"}
+             "snapshot": "cameras.<name>.snapshot.qos", "capture": "capture.qos"}
 # Kinds of failure that /readyz reports besides "not connected": the broker answers, but no.
 _REPORTED = {"protocol", "refused", "closed_before_connack"}
 FAILURE_REASONS = ("unreachable", "refused", "protocol", "closed_before_connack", "lost",

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = "/var/lib/edged"
 FULL_DIR = ".full"  # whole frames of ROI cameras, outside the class folders
 RULES = ("labels", "states", "below_score", "sample")  # also the order rules are charged in
+DROP_REASONS = ("rate", "queue_full", "paused", "error", "stopping")
 LATEST = 5  # captures per camera kept for the live view
 _STEM = re.compile(r"^(\d{8}T\d{6})\.(\d{3})Z_(\d+)$")
 _AGE_CHECK_S = 60.0  # how often the writer applies retention by age while idle
@@ -61,6 +62,13 @@ def capture_root(cfg: CaptureConfig, environ: Mapping[str, str] | None = None) -
     env = os.environ if environ is None else environ
     state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
     return os.path.join(state_dir or DEFAULT_DIR, "captures")
+
+
+def active_rules(rules: CaptureRulesConfig) -> list[str]:
+    """The rules that are switched on, in charging order."""
+    on = {"labels": bool(rules.labels), "states": bool(rules.states),
+          "below_score": rules.below_score > 0, "sample": rules.sample > 0}
+    return [rule for rule in RULES if on[rule]]
 
 
 def matched_rules(rules: CaptureRulesConfig, label: str, score: float, state: str | None,
@@ -420,6 +428,10 @@ class Capturer:
                             ", ".join(labels))
             cam = _Camera(rules, {rule: TokenBucket(rules.max_per_minute) for rule in RULES},
                           cam.latest if cam is not None else deque(maxlen=LATEST))
+            for rule in active_rules(rules):  # known label values exported at 0
+                self.metrics.written.labels(camera, rule)
+                for reason in DROP_REASONS:
+                    self.metrics.dropped.labels(camera, rule, reason)
             self._cameras[camera] = cam
         return cam
 

@@ -20,6 +20,7 @@ from edged.mqtt.extensions.captures import (
     CaptureMetrics,
     Capturer,
     Entry,
+    active_rules,
     TokenBucket,
     capture_root,
     capture_stem,
@@ -54,6 +55,15 @@ def test_rules_match_label_state_uncertain_and_sample_in_charging_order():
     off = rules()
     assert not off.enabled and matched_rules(off, "ok", 0.0, "ok", 0.0) == ()
     assert rules(sample=0.5).enabled and rules(below_score=0.1).enabled
+
+
+def test_active_rules_and_their_series_start_at_zero(tmp_path):
+    assert active_rules(rules(labels=["a"], sample=0.1)) == ["labels", "sample"]
+    assert active_rules(rules()) == []
+    cap = make(tmp_path, Clock())
+    cap.on_result("cam", None, result(0, "ok", 0.9, 0.0))  # first sight of the camera
+    assert cap.metrics.written.labels("cam", "states")._value.get() == 0  # noqa: SLF001
+    assert ("cam", "labels", "queue_full") in cap.metrics.dropped._metrics  # noqa: SLF001
 
 
 def test_token_bucket_allows_ten_seconds_worth_then_refills_at_the_rate():
