@@ -14,8 +14,10 @@ image_dataset_from_directory and torchvision's ImageFolder (which walk subfolder
 An extension: it joins "result published" and "state changed" (both on the publisher
 thread), and `on_result` does only rule checks, rate caps and a hand-over of references to a
 bounded queue. Encoding, writing, retention and the announcement on
-`{prefix}/{node_id}/{camera}/capture` happen on the writer thread, within a CPU budget; a frame that does not fit the queue is dropped and counted. Each camera's rules are
-read from the camera set at each result, so a reload's new rules apply at once.
+`{prefix}/{node_id}/{camera}/capture` happen on the writer thread, within a CPU budget
+(`capture.writer_cpu`); a frame that does not fit the queue is dropped and counted. Each
+camera's rules are read from the camera set at each result, so a reload's new rules apply at
+once.
 """
 
 from __future__ import annotations
