@@ -15,7 +15,7 @@ from edged.config import OutboxConfig, load_config
 from edged.app.daemon import Daemon
 from edged.mqtt.contract import Message
 from edged.mqtt.outbox import Outbox, outbox_path
-from tests.conftest import demo_config, start_edged, write_config
+from tests.conftest import wait_until, demo_config, start_edged, write_config
 from tests.helpers.durable import DurableSubscriber, first_seen, persistent_broker
 
 # --- the store ---------------------------------------------------------------------------------
@@ -205,10 +205,15 @@ def test_full_outbox_drops_oldest_counts_them_and_keeps_running(tmp_path, caplog
             while not daemon.finished:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-            time.sleep(0.5)  # the last results reach the publisher
-            frames = get("edged_frames_processed_total", {"camera": "conveyor"})
-            assert frames == 600
-            assert get("edged_outbox_dropped_total", {"reason": "full"}) == frames - 30
+            # The capture has ended; the last frames may still be in the workers, and their
+            # results on their way through the publisher to the store.
+            assert wait_until(
+                lambda: get("edged_frames_processed_total", {"camera": "conveyor"}) == 600, 15)
+            frames = 600
+            ok = wait_until(
+                lambda: get("edged_outbox_dropped_total", {"reason": "full"}) == frames - 30, 15)
+            assert ok, [(s.name, s.labels, s.value) for m in registry.collect()
+                        for s in m.samples if "lost" in s.name or "outbox" in s.name]
             assert get("edged_outbox_messages") == 30
             assert all(t.is_alive() for t in threading.enumerate() if t.name == "mqtt-sender")
             broker.start()
