@@ -23,6 +23,7 @@ class Frame:
     name: str | None = None  # file name, for image folders
     on_done: Callable[[], None] | None = None  # called once its result is handed on
     box: Box | None = None  # the region the model classifies (clipped); None = all of it
+    pts: float | None = None  # live sources: stream time since the first frame, seconds
 
     def region(self) -> np.ndarray:
         """The pixels the model classifies: a view into `image`, never a copy."""

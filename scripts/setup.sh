@@ -23,6 +23,9 @@ for plugin in base good ugly; do
 done
 # The broker-cluster tests run three nats-server nodes (MQTT + JetStream; Debian's 2.9 has both).
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+# The stream benchmarks (benchmarks/cameras.py) encode their H.264 files with the ffmpeg CLI
+# (x264) and run `ffmpeg -f null` as the decode-everything yardstick.
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # systemd-analyze checks the units (verify, security --offline) in the tests; works without
 # systemd running as PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
@@ -67,7 +70,7 @@ if [ "${EDGED_SKIP_TFLITE_VENV:-0}" != 1 ] && [ "${EDGED_SETUP:-test}" != demo ]
     if { [ -x "$TFLITE_VENV/bin/python" ] || python3 -m venv "$TFLITE_VENV"; } \
       && "$TFLITE_VENV/bin/python" -m pip install -q "tflite-runtime==2.14.0" "numpy<2" \
            "opencv-python-headless>=4.8,<4.11" "paho-mqtt>=2.0,<3" "prometheus-client>=0.17" \
-           "pyyaml>=6" "pydantic>=2.5,<3" "tqdm>=4.60" \
+           "pyyaml>=6" "pydantic>=2.5,<3" "tqdm>=4.60" "av>=12" \
       && "$TFLITE_VENV/bin/python" -m pip install -q --no-deps -e .; then
       touch "$tstamp"
     else

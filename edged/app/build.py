@@ -16,7 +16,7 @@ from edged.app.cameras import CameraSet
 from edged.app.events import BrokerConnected, Events, HeartbeatDue
 from edged.app.health import Progress
 from edged.app.lifecycle import Component
-from edged.capture.camera import Camera
+from edged.capture.camera import Camera, model_input_hw
 from edged.config import CameraConfig, Config, split_listen
 from edged.config.credentials import resolve_password
 from edged.errors import EdgedError, SourceError
@@ -175,7 +175,8 @@ class Builder:
     def camera(self, name: str, cfg: Config, pools: Mapping[str, WorkerPool]) -> Camera:
         cam = cfg.cameras[name]
         return Camera(name, cam, pools[cam.model].scheduler, self._metrics,
-                      self._cameras.tickets(name))
+                      self._cameras.tickets(name),
+                      input_hw=model_input_hw(pools[cam.model].model))
 
     def sink(self, cfg: Config) -> SinkPart:
         sink = self._sink_factory(cfg, self.topics(cfg), self._metrics,

@@ -126,7 +126,11 @@ class Daemon:
 
     def readiness(self) -> dict:
         """The /readyz body: ready, and what is not."""
-        return self.check().readiness()
+        body = self.check().readiness()
+        # Degraded, still ready: cameras that fell behind their stream and jumped to live.
+        body["degraded"] = [f"camera {c.name}: {why}" for c in self.cameras
+                            if (why := c.lagging())]
+        return body
 
     def status(self) -> str:
         return status_text(self.check(), self._rate.update(self.progress.total()))

@@ -13,7 +13,7 @@ from edged.app.build import Builder, Pipeline, SinkPart, SourceOpener, enabled_c
 from edged.app.cameras import CameraSet
 from edged.app.health import Progress
 from edged.app.lifecycle import Lifecycle
-from edged.capture.camera import Camera
+from edged.capture.camera import Camera, model_input_hw
 from edged.config import Config
 from edged.errors import EdgedError
 from edged.inference.worker import WorkerPool
@@ -172,7 +172,8 @@ class Reloader:
         for name in diff.cameras_rewired:
             camera = by_name[name]
             old = running.pools[camera.cfg.model].scheduler
-            camera.use_scheduler(pools[camera.cfg.model].scheduler)
+            camera.use_scheduler(pools[camera.cfg.model].scheduler,
+                                 model_input_hw(pools[camera.cfg.model].model))
             self._cameras.set_model(name, models[camera.cfg.model])
             old.remove_camera(name, timeout=5.0)
         for camera in fresh_cams:

@@ -11,17 +11,25 @@ from collections.abc import Iterator
 from edged.config import CameraConfig
 from edged.errors import SourceError
 from edged.capture.imagedecode import ImageRejected
+from edged.capture.decode import target_for
+from edged.capture.pacing import FpsGate, LagEpisodes
 from edged.capture.roi import clip_box, upright
 from edged.service.metrics import Metrics
 from edged.service.ratelimit import EpisodeLog
 from edged.inference.scheduler import Scheduler
 from edged.capture.sources import Source, make_source
+from edged.capture.sources.avstream import Picture
 from edged.frame import Frame
 from edged.capture.sources.base import IDLE
 from edged.capture.sources.failures import KINDS, kind_of
 from edged.capture.sources.url import redact
 
 log = logging.getLogger(__name__)
+
+
+def model_input_hw(model) -> tuple[int, int]:  # noqa: ANN001 - a LoadedModel
+    """(height, width) of a model's input: what a reduced JPEG decode must keep."""
+    return model.spec.height, model.spec.width
 
 
 def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa: ANN201
@@ -39,8 +47,10 @@ MAX_ABANDONED = 2
 
 class Camera:
     def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics,
-                 tickets: Iterator[int] | None = None) -> None:
+                 tickets: Iterator[int] | None = None,
+                 input_hw: tuple[int, int] | None = None) -> None:
         self.name = name
+        self._input_hw = input_hw  # the model's input (height, width): JPEG decode scale
         self._tickets = tickets  # publish-order numbers, kept across reloads
         self.cfg = cfg
         self._scheduler = scheduler
@@ -63,6 +73,9 @@ class Camera:
         self._recover_lock = threading.Lock()
         self._started_mono = 0.0
         self._gave_up = False
+        self._lag = LagEpisodes()
+        self._lag_log = EpisodeLog(log)
+        self._first_mono: float | None = None  # untimed live sources: pts from arrival
 
     @property
     def live(self) -> bool:
@@ -78,6 +91,7 @@ class Camera:
         """Choose the source kind and open finite sources now, so a file that cannot be read
         stops the daemon before anything else starts. Live sources open in the thread."""
         self._source = make_source(self.cfg)
+        self._aim_decode()
         self._source.check()
         if not self._source.live:
             self._source.open()
@@ -94,6 +108,7 @@ class Camera:
         started = time.monotonic()
         self._metrics.last_frame_age.labels(self.name).set_function(
             lambda: time.monotonic() - (self.last_frame_mono or started))
+        self._metrics.camera_lag.labels(self.name).set_function(self.lag_s)
         self._started_mono = time.monotonic()
         self._spawn()
 
@@ -137,16 +152,40 @@ class Camera:
                       "abandoning that thread and reopening the source (%d stuck of at most %d)",
                       self.name, stuck, self.cfg.timeout_s, len(self._stuck), MAX_ABANDONED)
             self._source = make_source(self.cfg)
+            self._aim_decode()
             self._beat()
             self._spawn()
             return True
 
-    def use_scheduler(self, scheduler: Scheduler) -> None:
+    def use_scheduler(self, scheduler: Scheduler,
+                      input_hw: tuple[int, int] | None = None) -> None:
         """Feed another model's workers from the next frame on (a reload swapped the model);
-        the lane keeps every setting, max_age_ms included."""
+        the lane keeps every setting, max_age_ms included; `input_hw`: the new model's input
+        (height, width), for the JPEG decode scale."""
         scheduler.add_camera(self.name, self.policy, self._tickets,
                              max_age_s=self.cfg.max_age_ms / 1000)
         self._scheduler = scheduler
+        if input_hw is not None:
+            self._input_hw = input_hw
+            self._aim_decode()
+
+    def _aim_decode(self) -> None:
+        if self._source is not None and self._input_hw is not None:
+            self._source.decode_target.hw = target_for(self._input_hw, self.cfg.rotate,
+                                                       self.cfg.roi)
+
+    def lag_s(self) -> float:
+        """How far behind its stream the camera is now (0 for sources without timestamps)."""
+        src = self._source
+        stream = src.stream if src is not None and src.timed else None
+        return stream.lag_now() if stream is not None else 0.0
+
+    def lagging(self) -> str | None:
+        """Why the camera counts as degraded for lag, or None."""
+        if not self._lag.active(time.monotonic()):
+            return None
+        return (f"lagging: was {self._lag.worst:.1f}s behind the stream (max_lag_s "
+                f"{self.cfg.max_lag_s:g}); jumped back to live")
 
     def request_stop(self, timeout: float = 2.0) -> None:
         """Signal the capture thread; stop() then waits until `timeout` after this call, so
@@ -189,6 +228,33 @@ class Camera:
                 self.finished.set()
 
     def _run_finite(self, src: Source, stop: threading.Event) -> None:
+        if src.timed:  # a realtime file through PyAV: paced by its own timestamps
+            self._metrics.camera_up.labels(self.name).set(1)
+            gate = FpsGate(self.cfg.fps)
+            errors = 0
+            while not stop.is_set():
+                self._beat()
+                try:
+                    picture = src.read_picture()
+                except SourceError as exc:  # a corrupt packet: count it, read on
+                    self._metrics.frames_dropped.labels(self.name, "decode").inc()
+                    self._episodes.failure("camera %s: %s", self.name, exc)
+                    self._index += 1
+                    errors += 1
+                    if errors >= 100:  # a file that only fails: end it, not a busy loop
+                        log.error("camera %s: %d read errors in a row; ending", self.name,
+                                  errors)
+                        return
+                    continue
+                errors = 0
+                if picture is None:
+                    log.info("camera %s: end of source after %d frames", self.name,
+                             self._index)
+                    return
+                if self._index == 0:
+                    self._report_stream(src, picture)
+                self._offer(src, stop, picture, gate)
+            return
         interval = 0.0
         if self.cfg.realtime and src.fps > 0:
             interval = 1.0 / src.fps
@@ -226,8 +292,6 @@ class Camera:
         """Open, drain the stream into the scheduler, and on any failure close, classify,
         back off (with jitter) and reopen, forever. One thread, one source object: nothing
         accumulates across reconnects."""
-        min_gap = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
-        last_accepted = -1e9
         delays = backoff_delays(self.cfg.reconnect.initial_s, self.cfg.reconnect.max_s,
                                 random.Random())
         while not stop.is_set():
@@ -235,9 +299,14 @@ class Camera:
                 self._beat()
                 src.open()
                 shape = None
+                gate = FpsGate(self.cfg.fps)
+                self._first_mono = None
                 while not stop.is_set():
                     try:
-                        image, name = src.read()  # type: ignore[misc]
+                        if src.timed:  # video through PyAV: converted only if taken
+                            image, name = src.read_picture(), None
+                        else:
+                            image, name = src.read()  # type: ignore[misc]
                     except ImageRejected as exc:  # one bad image: count it, keep the stream
                         if stop.is_set():
                             break
@@ -258,15 +327,19 @@ class Camera:
                             self._episodes.recovered("camera %s: source is back", self.name)
                         shape = image.shape
                         self._report_stream(src, image)
+                    if isinstance(image, Picture):
+                        self._offer(src, stop, image, gate)
+                        continue
                     now = time.monotonic()
-                    if now - last_accepted < min_gap:
+                    if self._first_mono is None:
+                        self._first_mono = now
+                    if not gate.accept(now):
                         self._index += 1
                         self.last_frame_mono = now
                         self._metrics.frames_captured.labels(self.name).inc()
                         self._metrics.frames_dropped.labels(self.name, "fps").inc()
                         continue
-                    last_accepted = now
-                    self._submit(image, name)
+                    self._submit(image, name, pts=now - self._first_mono)
             except Exception as exc:  # noqa: BLE001 - any failure: classify, back off, reopen
                 if stop.is_set():
                     break
@@ -286,11 +359,45 @@ class Camera:
                 stop.wait(delay)
         src.close()
 
+    def _offer(self, src: Source, stop: threading.Event, picture: Picture,
+               gate: FpsGate) -> None:
+        """A decoded frame of a timed stream: count what was skipped before it, jump back to
+        live if it was too late, sample by stream time, and only then convert it."""
+        if stop.is_set():  # read while a stop came (a paced wait): not submitted
+            return
+        now = time.monotonic()
+        captured = self._metrics.frames_captured.labels(self.name)
+        skipped = picture.not_decoded  # keyframe policy: never decoded, as if sampled out
+        if skipped:
+            self._index += skipped
+            captured.inc(skipped)
+            self._metrics.frames_dropped.labels(self.name, "fps").inc(skipped)
+        if picture.lag_dropped:
+            queued = self._scheduler.drop(self.name)
+            dropped = picture.lag_dropped + queued
+            self._index += picture.lag_dropped
+            captured.inc(picture.lag_dropped)
+            self._metrics.frames_dropped.labels(self.name, "lag").inc(dropped)
+            worst = getattr(src.stream, "lag_at_jump", self.cfg.max_lag_s)
+            if self._lag.jumped(now, worst):
+                self._lag_log.failure("camera %s: %.1fs behind the stream (max_lag_s %g); "
+                                      "dropped %d frames and jumped back to live", self.name,
+                                      worst, self.cfg.max_lag_s, dropped)
+        elif self._lag.ended(now):
+            self._lag_log.recovered("camera %s: keeping up with the stream again", self.name)
+        if not gate.accept(picture.pts, picture.spacing):
+            self._index += 1
+            self.last_frame_mono = now
+            captured.inc()
+            self._metrics.frames_dropped.labels(self.name, "fps").inc()
+            return
+        self._submit(picture.bgr(), None, pts=picture.pts)
+
     def _beat(self, busy_s: float = 0.0) -> None:
         self.alive_mono = time.monotonic() + busy_s
 
     def _report_stream(self, src: Source, image) -> None:  # noqa: ANN001
-        height, width = image.shape[:2]
+        height, width = src.decode_target.full_hw or image.shape[:2]  # as sent, not as decoded
         fps = src.fps
         source = redact(src.describe())
         log.info("camera %s: %s up: %dx%d at %.1f fps (%s)", self.name, source, width,
@@ -299,7 +406,7 @@ class Camera:
             "kind": src.key, "source": source, "width": str(width),
             "height": str(height), "fps": f"{fps:.2f}"})
 
-    def _submit(self, image, name: str | None) -> None:  # noqa: ANN001
+    def _submit(self, image, name: str | None, pts: float | None = None) -> None:  # noqa: ANN001
         now = time.monotonic()
         cfg = self.cfg
         box = None
@@ -318,7 +425,7 @@ class Camera:
         done = getattr(self._source, "done", None)
         on_done = (lambda: done(name)) if done is not None and name is not None else None
         frame = Frame(image=image, index=self._index, ts=time.time(), mono=now, name=name,
-                      on_done=on_done, box=box)
+                      on_done=on_done, box=box, pts=pts)
         self._index += 1
         self.last_frame_mono = now
         self.last_frame = frame
@@ -326,3 +433,4 @@ class Camera:
         replaced = self._scheduler.put(self.name, frame, self._stop.is_set)
         if replaced is not None and replaced is not frame:
             self._metrics.frames_dropped.labels(self.name, "replaced").inc()
+

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edged.capture.decode import DecodeTarget, imread_flag
 from edged.capture.sources.failures import SourceFailure
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -181,8 +182,11 @@ def jpeg_complete(data: bytes) -> bool:
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 what: str = "image") -> np.ndarray:
-    """A BGR image from encoded bytes, or ImageRejected; `what` names it in messages."""
+                 what: str = "image", target: DecodeTarget | None = None,
+                 scale_mode: str = "off") -> np.ndarray:
+    """A BGR image from encoded bytes, or ImageRejected; `what` names it in messages.
+    With a `target` (the model input) and scale_mode auto, a large JPEG is decoded at
+    reduced scale (edged/capture/decode.py)."""
     if not data:
         raise ImageRejected(f"{what}: empty")
     header = image_header(data)
@@ -195,7 +199,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                             f"({max_pixels}); not decoded", "too_large")
     if header.format == "jpeg" and not jpeg_complete(data):
         raise ImageRejected(f"{what}: truncated JPEG (no end marker after its image data)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flag = imread_flag((header.height, header.width), target, scale_mode,
+                       header.format == "jpeg")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
         raise ImageRejected(f"{what}: corrupt or truncated {header.format}")
     return image
@@ -206,7 +212,8 @@ def max_file_bytes(max_pixels: int) -> int:
 
 
 def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    what: str | None = None) -> np.ndarray:
+                    what: str | None = None, target: DecodeTarget | None = None,
+                    scale_mode: str = "off") -> np.ndarray:
     """Decode an image file read by Python (never by a C library given the path).
     Raises ImageRejected for bad images and OSError if the file cannot be read; messages
     name the file as `what` (default: the path in safe_name form)."""
@@ -225,7 +232,7 @@ def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
         data = f.read(limit + 1)  # bounded even if the file grows meanwhile
     if len(data) > limit:
         raise ImageRejected(f"{what}: grew over {limit} bytes while read", "too_large")
-    return decode_image(data, max_pixels, what)
+    return decode_image(data, max_pixels, what, target, scale_mode)
 
 
 # Bidirectional-text controls: they reorder what a log line or dashboard shows.

@@ -522,6 +522,32 @@ class CameraConfig(_Strict):
         "none", description="Mirror the frame (after rotation)."
     )
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    decode: Literal["auto", "all", "keyframes"] = Field(
+        "auto",
+        description="Live video (RTSP, HTTP video, realtime files): which frames to decode. "
+        "keyframes: only keyframes (results come from keyframes only); all: every frame; "
+        "auto: keyframes when `fps` is at or below the stream's keyframe rate (learnt from the "
+        "stream), else all.",
+    )
+    max_lag_s: float = Field(
+        2.0, gt=0, description="Live video: when edged is this far behind the stream, it drops "
+        "what is queued and jumps back to live (counted as reason=lag).",
+    )
+    ffmpeg_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Live video: FFmpeg options for this camera's stream (e.g. "
+        "{rtsp_flags: prefer_tcp, buffer_size: '1048576'}); they win over edged's own.",
+    )
+    decoder_threads: int = Field(
+        1, ge=0, le=16, description="Live video: decoder threads for this camera (slice "
+        "threads, no added delay); 0 = FFmpeg's choice.",
+    )
+    decode_scale: Literal["auto", "off"] = Field(
+        "auto",
+        description="JPEG images (folders, hot folders, HTTP snapshots, MJPEG): auto decodes "
+        "at 1/2, 1/4 or 1/8 scale when the image is at least that many times the model input "
+        "on both sides (libjpeg DCT scaling); off decodes at full size.",
+    )
     v4l2: V4l2Config = Field(
         default_factory=lambda: V4l2Config(), description="V4L2 device settings."
     )

@@ -101,6 +101,17 @@ class Scheduler:
             self._cond.notify_all()
             return None
 
+    def drop(self, camera: str) -> int:
+        """Drop the camera's queued frames (it jumped back to live); how many there were."""
+        with self._cond:
+            lane = self._lanes.get(camera)
+            if lane is None:
+                return 0
+            left = len(lane.frames)
+            lane.frames.clear()
+            self._cond.notify_all()  # room for the camera's own put()
+            return left
+
     def get(self, timeout: float) -> Job | None:
         """The next frame in camera round-robin order; None on timeout or once closed and empty."""
         with self._cond:

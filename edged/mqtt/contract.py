@@ -121,6 +121,8 @@ def result_payload(node_id: str, camera: str, seq: int, frame: Frame, model: str
     msg["latency_ms"] = round((published_mono - frame.mono) * 1000, 3)
     if frame.name is not None:
         msg["file"] = frame.name
+    if frame.pts is not None:  # live sources: stream time since the first frame (issue 13)
+        msg["pts"] = round(frame.pts, 6)
     return msg
 
 

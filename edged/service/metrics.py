@@ -29,7 +29,7 @@ DURATION_BUCKETS = tuple(round(m * 10.0 ** e, 10) for e in range(-4, 1)
 # so dashboards show 0 rather than "no data" (Prometheus cannot rate() a series that is not
 # there yet, and a first increment would be lost to rate()).
 DROP_REASONS = ("replaced", "fps", "decode", "too_large", "stale", "bad_frame",
-                "inference_error")
+                "inference_error", "lag")
 TOPIC_CLASSES = ("result", "status", "state", "snapshot", "discovery", "reply", "capture")
 OUTBOX_DROP_REASONS = ("full", "expired", "rejected")
 FALLBACK_REASONS = ("load_failed", "invoke_failed", "invoke_timeout")
@@ -106,6 +106,10 @@ class Metrics:
         self.stream_info = Info("edged_camera_stream", "The stream a camera delivers: kind, "
                                 "source (credentials redacted), width, height, fps.",
                                 ["camera"], registry=r)
+        self.camera_lag = Gauge("edged_camera_lag_seconds",
+                                "How far behind its stream a camera is: wall time since the "
+                                "stream's first frame minus the stream time (pts) since then; "
+                                "0 for sources without timestamps.", ["camera"], registry=r)
         self.last_frame_age = Gauge("edged_camera_last_frame_age_seconds",
                                     "Seconds since the camera's last frame (grows while a "
                                     "source is down or hangs).", ["camera"], registry=r)

@@ -35,11 +35,15 @@ def write_frames(video: Path, folder: Path, count: int = 60) -> Path:
 
 
 class RtspServer:
-    """gst-rtsp-server serving `frames` as H.264 at rtsp://127.0.0.1:PORT/cam."""
+    """gst-rtsp-server serving `frames` as H.264 (or a `video` file as it is) at
+    rtsp://127.0.0.1:PORT/cam."""
 
-    def __init__(self, frames: Path, port: int | None = None, fps: int = 30,
-                 user: str | None = None, password: str | None = None) -> None:
+    def __init__(self, frames: Path | None, port: int | None = None, fps: int = 30,
+                 user: str | None = None, password: str | None = None,
+                 video: Path | None = None) -> None:
+        # `video`: a pre-encoded H.264 MP4 served as it is (tests/helpers/h264.py), not frames.
         self.frames, self.port, self.fps = frames, port or free_port(), fps
+        self.video = video
         self.user, self.password = user, password
         self.proc: subprocess.Popen | None = None
 
@@ -50,8 +54,8 @@ class RtspServer:
     def start(self, timeout: float = 10.0) -> RtspServer:
         if not os.path.exists(SYSTEM_PYTHON):
             raise RuntimeError(f"{SYSTEM_PYTHON} is missing: run scripts/setup.sh")
-        cmd = [SYSTEM_PYTHON, str(RTSP_HELPER), "--port", str(self.port), "--frames",
-               str(self.frames), "--fps", str(self.fps)]
+        cmd = [SYSTEM_PYTHON, str(RTSP_HELPER), "--port", str(self.port), "--fps", str(self.fps)]
+        cmd += ["--video", str(self.video)] if self.video else ["--frames", str(self.frames)]
         if self.user:
             cmd += ["--user", self.user, "--password", self.password or ""]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from edged.capture.decode import DecodeTarget
 from edged.config import CameraConfig
 from edged.errors import SourceError
 
@@ -30,6 +31,10 @@ class Source(ABC):
 
     key: ClassVar[str]
     live: ClassVar[bool] = False  # live sources are reopened on failure and drop stale frames
+    # Timed sources (video through PyAV) have read_picture(): a Picture with its pts and lag,
+    # converted to an array only if the camera takes it, and `stream` (lag_now()).
+    timed: bool = False
+    stream = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -38,6 +43,7 @@ class Source(ABC):
 
     def __init__(self, cfg: CameraConfig) -> None:
         self.cfg = cfg
+        self.decode_target = DecodeTarget()  # the model input size, for reduced JPEG decodes
 
     @classmethod
     @abstractmethod
@@ -56,6 +62,9 @@ class Source(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def read_picture(self):  # noqa: ANN201 - Picture | None (end of a file) | IDLE
+        raise NotImplementedError(f"{self.key} is not a timed source")
 
     @property
     def fps(self) -> float:

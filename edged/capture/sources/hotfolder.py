@@ -141,7 +141,8 @@ class HotFolderSource(Source):
             if st.st_size == 0:
                 raise ImageRejected(f"{shown}: empty file")
             try:
-                image: np.ndarray = read_image_file(path, self.cfg.max_pixels, shown)
+                image: np.ndarray = read_image_file(path, self.cfg.max_pixels, shown,
+                                                    self.decode_target, self.cfg.decode_scale)
             except OSError as exc:
                 raise ImageRejected(f"{shown}: cannot read: {exc.strerror or exc}") from None
         except ImageRejected as exc:

@@ -55,7 +55,8 @@ class ImageFolderSource(Source):
             self._pos += 1
             # An unreadable image is skipped, not fatal: raise so the camera counts it.
             try:
-                image = read_image_file(path, self.cfg.max_pixels)
+                image = read_image_file(path, self.cfg.max_pixels, None, self.decode_target,
+                                        self.cfg.decode_scale)
             except OSError as exc:
                 raise ImageRejected(f"{safe_name(path)}: cannot read: "
                                     f"{exc.strerror or exc}") from None

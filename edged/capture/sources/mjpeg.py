@@ -25,7 +25,7 @@ from edged.capture.imagedecode import decode_image
 from edged.capture.sources.base import Source
 from edged.capture.sources.deadline import Deadline, DeadlineExceeded, DeadlineHTTPConnection
 from edged.capture.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
-from edged.capture.sources.ffmpeg import open_ffmpeg, read_frame
+from edged.capture.sources.avstream import open_http_video, read_http_video
 from edged.capture.sources.url import credentials, redact
 
 _MAX_PART_HEADERS = 64 * 1024  # the headers of one multipart part
@@ -42,7 +42,7 @@ class HttpSource(Source):
         self._resp: http.client.HTTPResponse | None = None
         self._boundary: bytes | None = None
         self._snapshot = False
-        self._cap: cv2.VideoCapture | None = None
+        self._cap = None  # an AvStream, for a video over HTTP
         self._pending: bytes | None = None  # a snapshot body fetched by open()
         self._deadline = Deadline()
         self._in_part = False  # the boundary line of the next part was already consumed
@@ -111,17 +111,13 @@ class HttpSource(Source):
             finally:
                 self.close_connection()
         else:
-            # Not MJPEG: a video over HTTP; FFmpeg can demux it.
+            # Not MJPEG: a video over HTTP; PyAV (FFmpeg) can demux it.
             self.close()
-            cap = open_ffmpeg(str(self.cfg.source), self.cfg.timeout_s, {})
-            if not cap.isOpened():
-                cap.release()
-                raise SourceFailure(f"{self.describe()}: cannot decode content type "
-                                    f"{ctype or 'unknown'}", "decode")
-            self._cap = cap
+            self._cap = open_http_video(self.cfg, self.describe(), ctype)
 
     def _decode(self, data: bytes) -> np.ndarray:
-        return decode_image(data, self.cfg.max_pixels, f"{self.describe()}: a frame")
+        return decode_image(data, self.cfg.max_pixels, f"{self.describe()}: a frame",
+                            self.decode_target, self.cfg.decode_scale)
 
     def _body(self, resp: http.client.HTTPResponse) -> bytes:
         """A snapshot's whole body, at most max_frame_bytes, within the deadline."""
@@ -151,11 +147,7 @@ class HttpSource(Source):
 
     def read(self) -> tuple[np.ndarray, str | None] | None:
         if self._cap is not None:
-            image = read_frame(self._cap)
-            if image is None:
-                raise SourceFailure(f"{self.describe()}: stream ended or no frame in time",
-                                    "ended")
-            return image, None
+            return self.read_picture().bgr(), None
         if self._snapshot:
             if self._pending is None:
                 self._deadline.start(self.cfg.timeout_s)  # request to last byte
@@ -240,7 +232,18 @@ class HttpSource(Source):
 
     @property
     def fps(self) -> float:
-        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
+        return self._cap.fps if self._cap is not None else 0.0
+
+    @property
+    def timed(self) -> bool:  # type: ignore[override]
+        return self._cap is not None  # a video over HTTP, through PyAV
+
+    @property
+    def stream(self):  # noqa: ANN201 - the AvStream of a video over HTTP
+        return self._cap
+
+    def read_picture(self):  # noqa: ANN201
+        return read_http_video(self._cap, self.describe())
 
     def close_connection(self) -> None:
         if self._resp is not None:
@@ -253,7 +256,7 @@ class HttpSource(Source):
     def close(self) -> None:
         self.close_connection()
         if self._cap is not None:
-            self._cap.release()
+            self._cap.close()
             self._cap = None
         self._snapshot = False
         self._pending = None

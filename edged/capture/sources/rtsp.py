@@ -1,6 +1,7 @@
-"""RTSP cameras, decoded by OpenCV's FFmpeg backend (TCP transport unless `transport: udp`).
+"""RTSP cameras, read through PyAV (TCP transport unless `transport: udp`), with the camera's
+own FFmpeg options, decoder threads and decode policy (see avstream.py).
 
-OpenCV says only "could not open"; to say why, a failed open or read is followed by a short
+FFmpeg's errors say little ("could not open"); to say why, a failed open or read is followed by a short
 RTSP DESCRIBE of our own (with the camera's credentials, Basic or Digest), whose answer
 classifies the failure: refused -> unreachable, 401 -> auth, 404 -> not_found, and a camera
 that answers 200 but cannot be decoded -> decode.
@@ -16,9 +17,9 @@ import time
 
 import numpy as np
 
-from edged.capture.sources.capture import CaptureSource
+from edged.capture.sources.avstream import AvStream, Picture, av_error_kind, stream_for
+from edged.capture.sources.base import Source
 from edged.capture.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
-from edged.capture.sources.ffmpeg import open_ffmpeg, read_frame
 from edged.capture.sources.url import credentials, host_port, redact, without_credentials
 
 
@@ -84,41 +85,74 @@ def probe_rtsp(url: str, timeout: float) -> tuple[str | None, str]:
     return kind, f"RTSP {code}"
 
 
-class RtspSource(CaptureSource):
+class RtspSource(Source):
     key = "rtsp"
     live = True
+    timed = True
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001
+        super().__init__(cfg)
+        self._av: AvStream | None = None
 
     @classmethod
     def accepts(cls, source: str | int) -> bool:
         return isinstance(source, str) and source.lower().startswith(("rtsp://", "rtsps://"))
 
-    def open(self) -> None:
-        url = str(self.cfg.source)
-        cap = open_ffmpeg(url, self.cfg.timeout_s, {"rtsp_transport": self.cfg.transport})
-        if not cap.isOpened():
-            cap.release()
-            self._fail("cannot open")
-        self._cap = cap
+    @property
+    def stream(self) -> AvStream | None:
+        return self._av
 
-    def _fail(self, what: str, waited: float = 0.0) -> None:
+    def open(self) -> None:
+        self.close()
+        av = stream_for(self.cfg, str(self.cfg.source), {"rtsp_transport": self.cfg.transport})
+        try:
+            av.open()
+        except SourceFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyAV's errors: classify by asking the server
+            self._fail("cannot open", exc=exc)
+        self._av = av
+
+    def _fail(self, what: str, waited: float = 0.0, exc: BaseException | None = None) -> None:
         kind, reason = probe_rtsp(str(self.cfg.source), min(self.cfg.timeout_s, 5.0))
         if kind is None:  # the server offers the stream, yet FFmpeg got nothing from it
             if what == "cannot open":
-                kind, reason = "decode", "the server offers the stream but it cannot be decoded"
+                if exc is not None and av_error_kind(exc) == "timeout":
+                    kind, reason = "timeout", f"no stream within {self.cfg.timeout_s:.1f}s"
+                else:
+                    kind, reason = ("decode",
+                                    "the server offers the stream but it cannot be decoded")
             elif waited >= 0.9 * self.cfg.timeout_s:
                 kind, reason = "timeout", f"no frame for {waited:.1f}s"
             else:
                 kind, reason = "ended", "the stream stopped"
         raise SourceFailure(f"{self.describe()}: {what}: {reason}", kind)
 
-    def read(self) -> tuple[np.ndarray, str | None] | None:
-        if self._cap is None:
+    def read_picture(self) -> Picture:
+        if self._av is None:
             raise SourceFailure("not open")
         t0 = time.monotonic()
-        image = read_frame(self._cap)
-        if image is None:
+        try:
+            picture = self._av.next()
+        except SourceFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyAV read errors
+            self._fail("read failed", time.monotonic() - t0, exc)
+        if picture is None:
             self._fail("read failed", time.monotonic() - t0)
-        return image, None
+        return picture
+
+    def read(self) -> tuple[np.ndarray, str | None] | None:
+        return self.read_picture().bgr(), None
+
+    @property
+    def fps(self) -> float:
+        return self._av.fps if self._av is not None else 0.0
+
+    def close(self) -> None:
+        if self._av is not None:
+            av, self._av = self._av, None
+            av.close()
 
     def describe(self) -> str:
         return redact(str(self.cfg.source))
