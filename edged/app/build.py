@@ -28,7 +28,11 @@ from edged.mqtt.contract import Topics
 from edged.mqtt.extensions.captures import CaptureMetrics, Capturer
 from edged.mqtt.extensions.commands import CommandHandler
 from edged.mqtt.extensions.homeassistant import HomeAssistant
-from edged.mqtt.extensions.snapshots import Snapshotter, check_snapshot_labels
+from edged.mqtt.extensions.snapshots import (
+    Snapshotter,
+    check_region_snapshot_labels,
+    check_snapshot_labels,
+)
 from edged.mqtt.extensions.state import StateTracker
 from edged.mqtt.heartbeat import expire_after
 from edged.mqtt.link import MqttLink
@@ -169,13 +173,26 @@ class Builder:
     def check_camera(name: str, cfg: Config, models: Mapping[str, LoadedModel]) -> None:
         """What can only be checked against the loaded model (EdgedError naming the key)."""
         cam = cfg.cameras[name]
-        if cam.snapshot.enabled:
+        if cam.snapshot.enabled and not cam.regions:
             check_snapshot_labels(name, cam, list(models[cam.model].labels))
+        for rname, region in cam.regions.items():
+            snapshot = region.snapshot or cam.snapshot
+            model = region.model or cam.model
+            if snapshot.enabled:
+                check_region_snapshot_labels(name, rname, snapshot, model,
+                                             list(models[model].labels))
+
+    @staticmethod
+    def schedulers(cam: CameraConfig, pools: Mapping[str, WorkerPool]) -> dict[str, Scheduler]:
+        """Model -> scheduler for every model a camera's frames (or regions) go to."""
+        return {m: pools[m].scheduler for m in sorted(cam.models_used())}
 
     def camera(self, name: str, cfg: Config, pools: Mapping[str, WorkerPool]) -> Camera:
         cam = cfg.cameras[name]
-        return Camera(name, cam, pools[cam.model].scheduler, self._metrics,
-                      self._cameras.tickets(name))
+        schedulers = self.schedulers(cam, pools)
+        main = schedulers.get(cam.model) or next(iter(schedulers.values()))
+        return Camera(name, cam, main, self._metrics, self._cameras.tickets(name),
+                      schedulers=schedulers, tickets_for=self._cameras.tickets)
 
     def sink(self, cfg: Config) -> SinkPart:
         sink = self._sink_factory(cfg, self.topics(cfg), self._metrics,
@@ -206,7 +223,7 @@ class Builder:
         parts: list[Component] = [state] if state is not None else []
         if m.homeassistant.enabled:
             parts.append(HomeAssistant(link, self._events, m.homeassistant,
-                                       self._cameras.names,
+                                       self._cameras.subjects,
                                        expire_after(m.status.interval_s)))
         if m.commands.enabled:
             parts.append(CommandHandler(link, self._cameras, state, self._metrics,
@@ -217,7 +234,7 @@ class Builder:
         if state is not None:
             # Always there with state: it reads each camera's snapshot settings at each
             # change, so a camera that a reload adds with snapshots gets them.
-            parts.append(Snapshotter(link, self._events, self._cameras.config))
+            parts.append(Snapshotter(link, self._events, self._cameras.snapshot))
         captures = self.capturer(cfg, link)
         if captures is not None:  # after the state tracker: it sees each change first
             parts.append(captures)
@@ -258,7 +275,8 @@ class Builder:
         if not enabled:
             raise EdgedError("cameras: no camera is enabled")
         models = {name: self.model(name, cfg)
-                  for name in sorted({cam.model for cam in enabled.values()})}
+                  for name in sorted(set().union(*(cam.models_used()
+                                                   for cam in enabled.values())))}
         sink = self.sink(cfg)
         link = link_for(sink.sink, self.topics(cfg))
         publisher = self.publisher(cfg, link)
