@@ -5,6 +5,7 @@ demo model was trained on, and the truth of every region of every frame is known
 from __future__ import annotations
 
 import importlib.util
+import sys
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,7 @@ def scene_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("demo_scene", DEMO / "scene.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

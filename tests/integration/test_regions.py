@@ -1,0 +1,140 @@
+"""Regions: one camera, four inspection points, each classified on its own (real mosquitto,
+real LiteRT, the demo model on a scene made with the demo's own generator)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import signal
+
+import cv2
+import numpy as np
+
+from tests.conftest import demo_config, start_edged, write_config
+from tests.helpers.regions_scene import write_frames
+from tests.helpers.schemas import validate
+from tests.helpers.subscriber import Subscriber
+
+N = 10
+# Two regions in pixels, two in fractions of the 640x480 frame: the 2x2 tiles of the scene.
+REGIONS = {"a": {"box": [0, 0, 320, 240]},
+           "b": {"box": [320, 0, 320, 240]},
+           "c": {"fraction": [0, 0.5, 0.5, 0.5], "top_k": 1},
+           "d": {"fraction": [0.5, 0.5, 0.5, 0.5], "smoothing": {"method": "none"},
+                 "snapshot": {"enabled": True}}}
+
+
+def _results(sub: Subscriber, region: str) -> list[dict]:
+    return [m.json for m in sub.on(f"/conveyor/{region}/result")]
+
+
+def test_four_regions_each_their_own_results_seq_state_sensor_and_snapshot(
+        tmp_path, broker, subscriber):
+    truth = write_frames(tmp_path / "frames", N)
+    cfg = demo_config(broker.port, regions=REGIONS, smoothing={"method": "majority",
+                                                                "window": 1, "min_votes": 1})
+    cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    cfg["mqtt"]["homeassistant"] = {"enabled": True}
+    proc = start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    try:
+        assert subscriber.wait_for(
+            lambda: all(len(_results(subscriber, r)) >= N for r in REGIONS), 60)
+        _, err = proc.communicate(timeout=30)  # a finite folder: the daemon ends by itself
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    for j, region in enumerate(REGIONS):
+        results = _results(subscriber, region)
+        for r in results:
+            validate("result", r)
+        # Its own gap-free seq, every frame once, and each region's truth.
+        assert [r["seq"] for r in results] == list(range(N)), region
+        assert [r["frame"] for r in results] == list(range(N)), region
+        assert all(r["region"] == region and r["camera"] == "conveyor" for r in results)
+        got = [r["label"] for r in results]
+        want = [truth[i][j] for i in range(N)]
+        assert got == want, (region, got, want)
+    assert all(len(r["top_k"]) == 1 for r in _results(subscriber, "c"))  # its override
+    assert all(len(r["top_k"]) == 3 for r in _results(subscriber, "a"))  # the model's
+    # The regions of one frame carry the same capture time.
+    for i in range(N):
+        assert len({_results(subscriber, r)[i]["ts"] for r in REGIONS}) == 1
+    # A camera with regions has no result of its own.
+    assert subscriber.on("/conveyor/result") == []
+    # Retained state per region, its last state the last frame's truth (window 1 / none).
+    late = Subscriber(broker.port, client_id="late").start()  # sees what is retained
+    try:
+        assert late.wait_for(lambda: all(late.on(f"/conveyor/{r}/state") for r in REGIONS)
+                             and late.on("/conveyor/d/snapshot"), 10)
+    finally:
+        late.stop()
+    for j, region in enumerate(REGIONS):
+        retained = late.on(f"/conveyor/{region}/state")
+        assert retained[-1].retain and retained[-1].json["state"] == truth[-1][j]
+        states = subscriber.on(f"/conveyor/{region}/state")
+        for m in states:
+            validate("state", m.json)
+            assert m.json["region"] == region
+        assert states[-1].json["state"] == truth[-1][j]
+    assert [m.json["method"] for m in subscriber.on("/conveyor/d/state")][-1] == "none"
+    # One Home Assistant sensor per region, reading the region's state topic.
+    for region in REGIONS:
+        found = subscriber.on(f"homeassistant/sensor/test-node/conveyor__{region}/config")
+        assert found, region
+        validate("ha-discovery", found[-1].json)
+        assert found[-1].json["state_topic"] == f"edged/test-node/conveyor/{region}/state"
+        assert found[-1].json["name"] == f"conveyor {region}"
+    assert subscriber.on("homeassistant/sensor/test-node/conveyor/config") == []
+    # Region d's snapshot: the whole frame, the region outlined (amber) where it lies.
+    snaps = late.on("/conveyor/d/snapshot")
+    assert snaps and snaps[-1].retain
+    image = cv2.imdecode(np.frombuffer(snaps[-1].payload, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (480, 640, 3)
+    edge = image[240:480, 320:324].reshape(-1, 3).astype(int)  # d's left edge
+    assert np.median(edge[:, 2]) > 200 and np.median(edge[:, 0]) < 80, "no amber outline"
+    assert not subscriber.on("/conveyor/a/snapshot"), "a has no snapshot configured"
+
+
+def test_reload_adds_changes_and_removes_regions_without_restarting_capture(
+        tmp_path, broker, subscriber):
+    write_frames(tmp_path / "frames", 5)
+    regions = {k: REGIONS[k] for k in ("a", "b", "c")}
+    cfg = demo_config(broker.port, regions=regions, loop=True, fps=10)
+    cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    path = write_config(tmp_path / "c.yaml", cfg)
+    proc = start_edged("run", "-c", str(path))
+    try:
+        assert subscriber.wait_for(lambda: len(_results(subscriber, "b")) >= 5, 30)
+        new = copy.deepcopy(cfg)
+        new["cameras"]["conveyor"]["regions"] = {
+            "a": REGIONS["a"],  # unchanged
+            "c": {**REGIONS["c"], "top_k": 2},  # changed
+            "d": {"fraction": [0.5, 0.5, 0.5, 0.5]}}  # added; b removed
+        write_config(path, new)
+        proc.send_signal(signal.SIGHUP)
+        assert subscriber.wait_for(lambda: len(_results(subscriber, "d")) >= 10, 30)
+        b_after = len(_results(subscriber, "b"))
+        n_a = len(_results(subscriber, "a"))
+        assert subscriber.wait_for(lambda: len(_results(subscriber, "a")) >= n_a + 5, 20)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "reload: applied (cameras ~conveyor(regions))" in err, err
+    # The capture went on: the source was opened once, the frame numbers never restarted.
+    assert len(re.findall(r"camera conveyor: \S+ \(images, ", err)) == 1, err
+    for region in ("a", "c", "d"):
+        results = _results(subscriber, region)
+        for r in results:
+            validate("result", r)
+        seqs = [r["seq"] for r in results]
+        assert seqs == list(range(len(seqs))), (region, seqs)  # unchanged ones go on
+        frames = [r["frame"] for r in results]
+        assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    assert _results(subscriber, "d")[0]["seq"] == 0
+    assert len(_results(subscriber, "b")) == b_after, "a removed region publishes no more"
+    c = _results(subscriber, "c")
+    assert {len(r["top_k"]) for r in c} == {1, 2}, "the changed region took its new top_k"
