@@ -31,7 +31,9 @@ def _results(sub: Subscriber, region: str) -> list[dict]:
 def test_four_regions_each_their_own_results_seq_state_sensor_and_snapshot(
         tmp_path, broker, subscriber):
     truth = write_frames(tmp_path / "frames", N)
-    cfg = demo_config(broker.port, regions=REGIONS, smoothing={"method": "majority",
+    # "far" does not fit the 640x480 frame: known only once the first frame is read.
+    regions = {**REGIONS, "far": {"box": [600, 0, 100, 100]}}
+    cfg = demo_config(broker.port, regions=regions, smoothing={"method": "majority",
                                                                 "window": 1, "min_votes": 1})
     cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
     cfg["mqtt"]["homeassistant"] = {"enabled": True}
@@ -44,6 +46,10 @@ def test_four_regions_each_their_own_results_seq_state_sensor_and_snapshot(
         proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    # One clear line for the episode (not one per frame); the other regions went on.
+    far = [line for line in err.splitlines() if "region far" in line]
+    assert len(far) == 1 and "box [600, 0, 100, 100] lies outside the 640x480 frame" in far[0]
+    assert _results(subscriber, "far") == []
     for j, region in enumerate(REGIONS):
         results = _results(subscriber, region)
         for r in results:
