@@ -158,6 +158,7 @@ class LiveView:
         self._captures = captures  # camera -> its newest evidence captures (label, score, ...)
         self._results: dict[str, dict] = {}
         self._result_times: dict[str, deque[float]] = {}
+        self._frame_seen: dict[str, int] = {}  # cameras with regions: last frame counted
         self._caches: dict[str, JpegCache] = {}  # made on first view of a camera
         self._stop = threading.Event()
         self._streams = 0
@@ -202,7 +203,10 @@ class LiveView:
         """Keeps a reference and a time stamp, nothing else."""
         self._results[event.subject] = event.result
         if event.region is not None:
-            return  # the camera's fps counts its frames, not its regions' results
+            # The camera's fps counts its frames, not its regions' results: one per frame.
+            if self._frame_seen.get(event.camera) == event.frame.index:
+                return
+            self._frame_seen[event.camera] = event.frame.index
         with self._lock:
             times = self._result_times.setdefault(event.camera, deque(maxlen=_FPS_WINDOW))
         times.append(self._clock())

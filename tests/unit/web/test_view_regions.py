@@ -47,6 +47,10 @@ def test_status_and_image_show_each_region_with_its_label_score_and_state():
                   "top_k": [{"label": "dented", "score": 0.875}]}
         events.emit(ResultPublished("qc", Frame(image, 3, 0.0, 1.0, box=(0, 0, 160, 240),
                                                 region_name="left"), result, "left"))
+        for region in ("right", "left"):  # the same frame again: one frame for the fps
+            events.emit(ResultPublished("qc", Frame(image, 3, 0.0, 1.0, region_name=region),
+                                        result, region))
+        assert len(view._result_times["qc"]) == 1
         entry = view.status()["cameras"][0]
         regions = {r["name"]: r for r in entry["regions"]}
         assert regions["left"] == {"name": "left", "box": [0, 0, 160, 240], "label": "dented",
