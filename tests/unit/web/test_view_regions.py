@@ -56,7 +56,8 @@ def test_status_and_image_show_each_region_with_its_label_score_and_state():
         assert regions["left"] == {"name": "left", "box": [0, 0, 160, 240], "label": "dented",
                                    "score": 0.875, "seq": 7, "state": "dented",
                                    "state_score": 0.875}
-        assert regions["right"]["box"] == [160, 0, 160, 240] and regions["right"]["label"] is None
+        assert regions["right"]["box"] == [160, 0, 160, 240]
+        assert regions["right"]["label"] == "dented"
         assert regions["far"]["box"] is None  # does not fit this frame: not drawn
         assert entry["size"] == [320, 240] and entry["fps"] == 0.0
         # The view image: both regions outlined; the labelled one carries its text.
