@@ -137,3 +137,32 @@ def test_camera_splits_one_frame_into_region_frames_sharing_the_image(caplog):
     assert len(lines) == 1 and "outside the 30x40 frame" in lines[0].getMessage()
     assert metrics.registry.get_sample_value(
         "edged_frames_captured_total", {"camera": "cam"}) == 3
+
+
+def test_a_resolution_change_moves_fraction_regions_and_tells_of_a_pixel_box_once(caplog):
+    import numpy as np
+
+    from edged.capture.camera import Camera
+    from edged.inference.scheduler import Scheduler
+    from edged.service.metrics import Metrics
+
+    cfg = CameraConfig(source="a.mp4", model="m", policy="every", regions={
+        "half": {"fraction": [0.5, 0, 0.5, 1]}, "px": {"box": [300, 0, 100, 100]}})
+    sched, metrics = Scheduler(capacity=100), Metrics()
+    cam = Camera("cam", cfg, sched, metrics)
+    sched.add_camera("cam", "every")
+    big, small = np.zeros((480, 640, 3), np.uint8), np.zeros((240, 320, 3), np.uint8)
+    with caplog.at_level("INFO"):
+        for image in (big, small, small, big):
+            cam._submit(image, None)
+    jobs = []
+    while (job := sched.get(0)) is not None:
+        jobs.append((job.frame.index, job.subject, job.frame.box))
+    assert jobs == [(0, "cam/half", (320, 0, 320, 480)), (0, "cam/px", (300, 0, 100, 100)),
+                    (1, "cam/half", (160, 0, 160, 240)), (2, "cam/half", (160, 0, 160, 240)),
+                    (3, "cam/half", (320, 0, 320, 480)), (3, "cam/px", (300, 0, 100, 100))]
+    text = [r.getMessage() for r in caplog.records if "region px" in r.getMessage()]
+    assert text == ["camera cam: region px: box [300, 0, 100, 100] lies outside the 320x240 "
+                    "frame", "camera cam: region px fits the frame again"]
+    assert metrics.registry.get_sample_value(
+        "edged_frames_dropped_total", {"camera": "cam", "reason": "region_outside"}) == 2
