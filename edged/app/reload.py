@@ -17,6 +17,7 @@ from edged.capture.camera import Camera
 from edged.config import CameraConfig, Config
 from edged.errors import EdgedError
 from edged.inference.worker import WorkerPool
+from edged.mqtt.contract import retired_messages
 from edged.mqtt.link import MqttLink
 from edged.service.metrics import MetricsServer
 from edged.web.server import LiveView
@@ -183,9 +184,11 @@ class Reloader:
                 self._lifecycle.add("extensions", part)
         for pool in fresh_pools.values():
             self._lifecycle.add("workers", pool)
+        gone: list[tuple[str, str]] = []
         for name in diff.cameras_rewired + diff.cameras_regions:
             camera = by_name[name]
             cam_cfg = new.cameras[name] if name in diff.cameras_regions else camera.cfg
+            gone += [(name, r) for r in camera.cfg.regions if r not in cam_cfg.regions]
             # Lanes on the new schedulers first, then the swap, then the old lanes drain.
             unused = camera.use_schedulers(b.schedulers(cam_cfg, pools), cam_cfg)
             self._cameras.set_model(name, models[cam_cfg.model])
@@ -201,12 +204,23 @@ class Reloader:
         listener = running.listener
         if diff.metrics_changed:
             listener = self._swap_listener(running, new, view)
+        self._clear_regions(gone, new)
         if (fresh_cams or diff.cameras_regions) and self._link.connected:
             # New cameras (or regions): Home Assistant discovery and states for them too.
             self._link.request_greet()
         cameras = [c for c in running.cameras if c not in retired] + fresh_cams
         return Pipeline(new, models, pools, cameras, running.sink if sink is None else sink,
                         running.publisher, state, parts, view, listener)
+
+    def _clear_regions(self, gone: list[tuple[str, str]], new: Config) -> None:
+        """Removed regions: clear their retained state, snapshot and Home Assistant sensor,
+        so nothing shows a region that no longer exists (best effort: while connected)."""
+        ha = new.mqtt.homeassistant
+        prefix = ha.discovery_prefix if ha.enabled else None
+        for camera, region in gone:
+            for msg in retired_messages(self._link.topics, camera, region, prefix):
+                self._link.publish_now(msg)
+            log.info("reload: camera %s: region %s removed", camera, region)
 
     def _retire(self, camera: Camera, pools: dict[str, WorkerPool]) -> None:
         self._lifecycle.remove(camera)

@@ -264,6 +264,22 @@ def discovery_message(topics: Topics, discovery_prefix: str, camera: str,
                    1, True, "discovery", camera=subject(camera, region))
 
 
+# --- a subject that is gone ------------------------------------------------------------------
+
+def retired_messages(topics: Topics, camera: str, region: str | None,
+                     discovery_prefix: str | None) -> list[Message]:
+    """Empty retained messages that clear what a removed region (or camera) left on the
+    broker: its state, its snapshot, and its Home Assistant sensor (which an empty
+    discovery config deletes)."""
+    key = subject(camera, region)
+    out = [Message(topics.state(camera, region), b"", 1, True, "state", camera=key),
+           Message(topics.snapshot(camera, region), b"", 1, True, "snapshot", camera=key)]
+    if discovery_prefix is not None:
+        out.append(Message(discovery_topic(discovery_prefix, topics.node_id, camera, region),
+                           b"", 1, True, "discovery", camera=key))
+    return out
+
+
 # --- snapshots -------------------------------------------------------------------------------
 
 def snapshot_message(topics: Topics, camera: str, jpeg: bytes, qos: int, state: str,

@@ -108,6 +108,7 @@ def test_reload_adds_changes_and_removes_regions_without_restarting_capture(
     regions = {k: REGIONS[k] for k in ("a", "b", "c")}
     cfg = demo_config(broker.port, regions=regions, loop=True, fps=10)
     cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    cfg["mqtt"]["homeassistant"] = {"enabled": True}
     path = write_config(tmp_path / "c.yaml", cfg)
     proc = start_edged("run", "-c", str(path))
     try:
@@ -144,3 +145,16 @@ def test_reload_adds_changes_and_removes_regions_without_restarting_capture(
     assert len(_results(subscriber, "b")) == b_after, "a removed region publishes no more"
     c = _results(subscriber, "c")
     assert {len(r["top_k"]) for r in c} == {1, 2}, "the changed region took its new top_k"
+    # The removed region's retained state and Home Assistant sensor are cleared; the others
+    # (and the new one) are retained.
+    late = Subscriber(broker.port, client_id="late").start()
+    try:
+        assert late.wait_for(lambda: all(late.on(f"/conveyor/{r}/state") for r in "acd")
+                             and all(late.on(f"conveyor__{r}/config") for r in "acd"), 10)
+    finally:
+        late.stop()
+    assert not late.on("/conveyor/b/state") and not late.on("conveyor__b/config")
+    cleared = [m for m in subscriber.messages if m.topic.endswith(("/conveyor/b/state",
+                                                                   "conveyor__b/config"))
+               and m.payload == b""]
+    assert len(cleared) == 2
