@@ -760,6 +760,9 @@ def region_problems(name: str, cam: CameraConfig, cfg: Config) -> list[str]:
     size = cam.known_size()
     for rname, region in cam.regions.items():
         key = f"cameras.{name}.regions.{rname}"
+        if f"{name}__{rname}" in cfg.cameras:
+            problems.append(f"{key}: its Home Assistant id {name}__{rname} is also a camera's "
+                            "name; rename one")
         if region.model is not None and region.model not in cfg.models:
             problems.append(f"{key}.model: no model named {region.model!r} under models")
         if (region.snapshot is not None and region.snapshot.enabled

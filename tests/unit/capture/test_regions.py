@@ -64,9 +64,9 @@ def _cfg(**camera) -> dict:
 def test_region_names_and_overlap():
     # Overlapping regions are fine; names follow the camera rules, minus the topic words.
     cfg = Config.model_validate(_cfg(regions={"a": {"box": [0, 0, 50, 50]},
-                                              "b.2": {"box": [10, 10, 50, 50]}}))
-    assert list(cfg.cameras["cam"].regions) == ["a", "b.2"]
-    for bad in ("a/b", "a b", "+", "result", "state", "cmd"):
+                                              "b-2": {"box": [10, 10, 50, 50]}}))
+    assert list(cfg.cameras["cam"].regions) == ["a", "b-2"]
+    for bad in ("a/b", "a b", "a.b", "+", "result", "state", "cmd"):
         with pytest.raises(ValidationError):
             Config.model_validate(_cfg(regions={bad: {"box": [0, 0, 5, 5]}}))
     with pytest.raises(ValidationError, match="roi or regions"):
@@ -87,6 +87,10 @@ def test_cross_checks_model_and_known_size():
     assert "regions.ok" not in text
     cfg = Config.model_validate(_cfg(regions={"a": {"box": [0, 0, 5000, 5000]}}))
     assert cross_problems(cfg) == []  # size unknown until the stream shows it
+    data = _cfg(regions={"a": {"box": [0, 0, 5, 5]}})
+    data["cameras"]["cam__a"] = {"source": "b.mp4", "model": "m"}
+    with pytest.raises(ValidationError, match="Home Assistant id cam__a is also a camera"):
+        Config.model_validate(data)
 
 
 def test_models_used():
