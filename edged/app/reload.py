@@ -45,9 +45,10 @@ class ConfigDiff:
     @property
     def empty(self) -> bool:
         return not any((self.cameras_added, self.cameras_removed, self.cameras_restarted,
-                        self.cameras_rewired, self.cameras_regions, self.models_added, self.models_removed,
-                        self.models_changed, self.mqtt_changed, self.metrics_changed,
-                        self.extensions_changed, self.log_level_changed))
+                        self.cameras_rewired, self.cameras_regions, self.models_added,
+                        self.models_removed, self.models_changed, self.mqtt_changed,
+                        self.metrics_changed, self.extensions_changed,
+                        self.log_level_changed))
 
     def summary(self) -> str:
         """One line for the log, e.g. 'cameras +door -gate ~yard; models ~default'."""
