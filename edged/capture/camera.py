@@ -24,6 +24,7 @@ from edged.capture.sources.failures import KINDS, kind_of
 from edged.capture.sources.url import redact
 
 log = logging.getLogger(__name__)
+_MAX_TOLD = 1024  # (region, frame size) pairs remembered as reported
 
 
 def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa: ANN201
@@ -74,7 +75,9 @@ class Camera:
         self._wiring: tuple[CameraConfig, dict[str, Scheduler]] = (
             cfg, dict(schedulers) if schedulers else {cfg.model: scheduler})
         self._placed: tuple[tuple, Placed] | None = None  # regions placed for a frame size
-        self._region_episodes: dict[str, EpisodeLog] = {}
+        # (region, width, height) already reported as not fitting: one line per region and
+        # frame size (a folder of mixed sizes must not log every frame); bounded.
+        self._region_told: set[tuple[str, int, int]] = set()
         self._metrics = metrics
         self._stop = threading.Event()
         self._stop_deadline = 0.0
@@ -387,6 +390,8 @@ class Camera:
         """The regions' boxes for this frame size, computed once per size and config."""
         cached = self._placed
         if cached is None or cached[0][0] is not cfg or cached[0][1:] != (width, height):
+            if cached is not None and cached[0][0] is not cfg:
+                self._region_told.clear()  # new regions (a reload): tell afresh
             cached = self._placed = ((cfg, width, height), place(cfg.regions, width, height))
         return cached[1]
 
@@ -403,14 +408,16 @@ class Camera:
         self.last_frame_mono = now
         self._metrics.frames_captured.labels(self.name).inc()
         for region, reason in placed.errors.items():
-            # Counted per frame, logged once per episode (the size shows it at the first).
+            # Counted per frame; logged the first time a frame size shows it.
             self._metrics.frames_dropped.labels(self.name, "region_outside").inc()
-            self._region_log(region).failure("camera %s: region %s: %s", self.name, region,
-                                             reason)
-        for region in placed.boxes:
-            if region in self._region_episodes:
-                self._region_episodes[region].recovered(
-                    "camera %s: region %s fits the frame again", self.name, region)
+            told = (region, width, height)
+            if told not in self._region_told:
+                if len(self._region_told) >= _MAX_TOLD:
+                    self._region_told.clear()
+                self._region_told.add(told)
+                log.warning("camera %s: region %s: %s; skipped while frames have this size "
+                            "(edged_frames_dropped_total{reason=\"region_outside\"})",
+                            self.name, region, reason)
         done = getattr(self._source, "done", None)
         on_done = None
         if done is not None and name is not None and placed.boxes:
@@ -434,8 +441,3 @@ class Camera:
         if replaced_any:
             self._metrics.frames_dropped.labels(self.name, "replaced").inc()
 
-    def _region_log(self, region: str) -> EpisodeLog:
-        log_ = self._region_episodes.get(region)
-        if log_ is None:
-            log_ = self._region_episodes[region] = EpisodeLog(log)
-        return log_
