@@ -158,3 +158,36 @@ def test_reload_adds_changes_and_removes_regions_without_restarting_capture(
                                                                    "conveyor__b/config"))
                and m.payload == b""]
     assert len(cleared) == 2
+
+
+def test_frames_of_another_size_skip_a_region_that_no_longer_fits_the_others_go_on(
+        tmp_path, broker, subscriber):
+    """A fault: the stream's size changes under a pixel region (here a folder of mixed
+    sizes, looping). The daemon lives, the fraction region follows every size, the pixel
+    region is classified only on frames it fits, and it is told once, not per frame."""
+    folder = tmp_path / "frames"
+    write_frames(folder, 2)
+    small = cv2.resize(cv2.imread(str(folder / "frame_000.png")), (320, 240))
+    cv2.imwrite(str(folder / "frame_002.png"), small)
+    regions = {"half": {"fraction": [0, 0, 0.5, 0.5]}, "px": {"box": [320, 0, 320, 240]}}
+    cfg = demo_config(broker.port, regions=regions, loop=True, fps=20)
+    cfg["cameras"]["conveyor"]["source"] = str(folder)
+    proc = start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    try:
+        assert subscriber.wait_for(lambda: len(_results(subscriber, "half")) >= 12, 30)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    half, px = _results(subscriber, "half"), _results(subscriber, "px")
+    for r in half + px:
+        validate("result", r)
+    assert [r["seq"] for r in half] == list(range(len(half)))
+    assert [r["seq"] for r in px] == list(range(len(px)))  # gap-free: skips take no seq
+    assert {r["file"] for r in half} == {"frame_000.png", "frame_001.png", "frame_002.png"}
+    assert {r["file"] for r in px} == {"frame_000.png", "frame_001.png"}
+    told = [line for line in err.splitlines() if "region px" in line]
+    assert len(told) == 1 and "outside the 320x240 frame" in told[0], err
