@@ -191,3 +191,22 @@ def test_frames_of_another_size_skip_a_region_that_no_longer_fits_the_others_go_
     assert {r["file"] for r in px} == {"frame_000.png", "frame_001.png"}
     told = [line for line in err.splitlines() if "region px" in line]
     assert len(told) == 1 and "outside the 320x240 frame" in told[0], err
+
+
+def test_each_region_seq_continues_across_a_restart(tmp_path, broker, subscriber):
+    """The outbox keeps each region's next seq under its subject (camera/region)."""
+    write_frames(tmp_path / "frames", 3)
+    cfg = demo_config(broker.port, regions={k: REGIONS[k] for k in ("a", "b")})
+    cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    path = write_config(tmp_path / "c.yaml", cfg)
+    for run in (1, 2):
+        proc = start_edged("run", "-c", str(path))
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        assert subscriber.wait_for(
+            lambda: all(len(_results(subscriber, r)) >= 3 * run for r in "ab"), 10)
+    for region in "ab":
+        assert [r["seq"] for r in _results(subscriber, region)] == list(range(6)), region
