@@ -4,12 +4,15 @@ real LiteRT, the demo model on a scene made with the demo's own generator)."""
 from __future__ import annotations
 
 import copy
+import html.parser
 import re
 import signal
+import subprocess
 
 import cv2
 import numpy as np
 
+from edged.web.imaging import ROI_COLOR
 from tests.conftest import demo_config, start_edged, write_config
 from tests.helpers.regions_scene import write_frames
 from tests.helpers.schemas import validate
@@ -210,3 +213,78 @@ def test_each_region_seq_continues_across_a_restart(tmp_path, broker, subscriber
             lambda: all(len(_results(subscriber, r)) >= 3 * run for r in "ab"), 10)
     for region in "ab":
         assert [r["seq"] for r in _results(subscriber, region)] == list(range(6)), region
+
+
+class _RegionItems(html.parser.HTMLParser):
+    """The page's region list items: {region: {class: text}}, from Chromium's DOM dump."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, dict[str, str]] = {}
+        self._region: str | None = None
+        self._field: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "li" and "data-region" in a:
+            self._region = a["data-region"]
+            self.items[self._region] = {}
+        elif self._region and tag == "span":
+            self._field = a.get("class")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "li":
+            self._region = None
+        self._field = None
+
+    def handle_data(self, data: str) -> None:
+        if self._region and self._field:
+            self.items[self._region][self._field] = data.strip()
+
+
+def test_live_view_lists_and_outlines_each_region_with_its_label(tmp_path, broker):
+    from tests.helpers.broker import free_port
+    from tests.integration.test_web_view import chromium, get, status, wait_until
+
+    truth = write_frames(tmp_path / "frames", 1)  # one frame, looping: a fixed truth
+    port = free_port()
+    cfg = demo_config(broker.port, regions=REGIONS, loop=True, fps=10)
+    cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    cfg["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    cfg["web"] = {"enabled": True}
+    proc = start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    try:
+        def ready() -> bool:
+            try:
+                cams = status(port)["cameras"]
+            except OSError:
+                return False
+            return all(r["label"] for r in cams[0].get("regions", [{"label": None}]))
+
+        assert wait_until(ready, 30), "the view never showed the regions' results"
+        cam = status(port)["cameras"][0]
+        assert [r["name"] for r in cam["regions"]] == list(REGIONS)
+        assert [r["label"] for r in cam["regions"]] == truth[0]
+        assert cam["regions"][2]["box"] == [0, 240, 320, 240]  # a fraction, in pixels
+        dom = _RegionItems()
+        dom.feed(chromium(f"http://127.0.0.1:{port}/", tmp_path / "profile", "--dump-dom"))
+        assert list(dom.items) == list(REGIONS), dom.items
+        for j, region in enumerate(REGIONS):
+            assert dom.items[region]["name"] == region
+            assert dom.items[region]["label"] == truth[0][j]
+            assert dom.items[region]["score"].endswith(" %")
+        # The image: every region outlined in amber (the tiles' inner edges at x=320, y=240).
+        code, _, body = get(f"http://127.0.0.1:{port}/cameras/conveyor/snapshot.jpg")
+        assert code == 200
+        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        amber = np.all(np.abs(image.astype(int) - ROI_COLOR) < 60, axis=2)
+        assert amber[:, 315:325].any(1).mean() > 0.8 and amber[235:245, :].any(0).mean() > 0.8
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
