@@ -288,3 +288,38 @@ def test_live_view_lists_and_outlines_each_region_with_its_label(tmp_path, broke
             _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_regions_with_their_own_model_and_a_reload_that_moves_one(tmp_path, broker, subscriber):
+    write_frames(tmp_path / "frames", 3)
+    cfg = demo_config(broker.port, loop=True, fps=10, regions={
+        "a": REGIONS["a"], "b": {**REGIONS["b"], "model": "other"}})
+    cfg["models"]["other"] = dict(cfg["models"]["default"], workers=1)
+    cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    path = write_config(tmp_path / "c.yaml", cfg)
+    proc = start_edged("run", "-c", str(path))
+    try:
+        assert subscriber.wait_for(lambda: len(_results(subscriber, "b")) >= 5, 30)
+        moved = copy.deepcopy(cfg)
+        moved["cameras"]["conveyor"]["regions"]["b"] = REGIONS["b"]  # back to the camera's
+        write_config(path, moved)
+        proc.send_signal(signal.SIGHUP)
+        assert subscriber.wait_for(
+            lambda: any(r["model"] == "default" for r in _results(subscriber, "b")), 20)
+        n = len(_results(subscriber, "b"))
+        assert subscriber.wait_for(lambda: len(_results(subscriber, "b")) >= n + 5, 20)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "reload: applied (cameras ~conveyor(regions); models -other)" in err, err
+    a, b = _results(subscriber, "a"), _results(subscriber, "b")
+    assert {r["model"] for r in a} == {"default"}
+    models = [r["model"] for r in b]
+    # b ran on its own model, then on the camera's: in that order, one switch, seq unbroken.
+    assert models[0] == "other" and models[-1] == "default"
+    assert models == sorted(models, key=lambda m: m == "default")
+    assert [r["seq"] for r in b] == list(range(len(b)))
+    assert [r["seq"] for r in a] == list(range(len(a)))
