@@ -20,6 +20,7 @@ from edged.capture.camera import Camera
 from edged.config import CameraConfig, Config, split_listen
 from edged.config.credentials import resolve_password
 from edged.errors import EdgedError, SourceError
+from edged.frame import split_subject
 from edged.inference.backends.fastpath import check_fast_path
 from edged.inference.scheduler import Scheduler
 from edged.inference.worker import Outcome, WorkerPool
@@ -251,18 +252,23 @@ class Builder:
 
     def capturer(self, cfg: Config, link: MqttLink) -> Capturer | None:
         """Evidence captures, when an enabled camera has capture rules."""
-        if not any(cam.capture.enabled for cam in enabled_cameras(cfg).values()):
+        if not any(cam.capture.enabled or any(r.capture is not None and r.capture.enabled
+                                              for r in cam.regions.values())
+                   for cam in enabled_cameras(cfg).values()):
             return None
         if self._capture_metrics is None:
             self._capture_metrics = CaptureMetrics(self._metrics.registry)
         cameras = self._cameras
-
-        def rules_of(name: str):  # noqa: ANN202 - CaptureRulesConfig | None
-            cam = cameras.config(name)
-            return cam.capture if cam is not None else None
+        # Keyed by subject (camera, or camera/region): a region's own rules, else the camera's.
+        rules_of = cameras.capture_rules
 
         def labels_of(name: str) -> list[str]:
-            model = cameras.model_of(name)
+            camera, region = split_subject(name)
+            cam = cameras.config(camera)
+            rcfg = cam.regions.get(region) if cam is not None and region else None
+            if rcfg is not None and rcfg.model is not None:
+                return []  # a region's own model: its labels were checked at load
+            model = cameras.model_of(camera)
             return list(model.labels) if model is not None else []
 
         return Capturer(cfg.capture, rules_of, self._capture_metrics, link, self._events,

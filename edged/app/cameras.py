@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 
 from edged.capture.camera import Camera
-from edged.config import CameraConfig, SmoothingConfig, SnapshotConfig
+from edged.config import CameraConfig, CaptureRulesConfig, SmoothingConfig, SnapshotConfig
 from edged.frame import Frame, split_subject, subject
 from edged.model.loaded import LoadedModel
 
@@ -108,6 +108,20 @@ class CameraSet:
         if rcfg is None:
             return None
         return rcfg.snapshot or cfg.snapshot
+
+    def capture_rules(self, name: str) -> CaptureRulesConfig | None:
+        """The evidence capture rules of a camera or `camera/region` (the region's own, else
+        the camera's); None for a subject edged does not have."""
+        camera, region = split_subject(name)
+        cfg = self.config(camera)
+        if cfg is None:
+            return None
+        if region is None:
+            return cfg.capture
+        rcfg = cfg.regions.get(region)
+        if rcfg is None:
+            return None
+        return rcfg.capture or cfg.capture
 
     def model_of(self, name: str) -> LoadedModel | None:
         with self._lock:

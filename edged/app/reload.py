@@ -80,7 +80,9 @@ def only_regions_changed(old: CameraConfig, new: CameraConfig) -> bool:
 
 def _extensions(cfg: Config) -> tuple:
     m = cfg.mqtt
-    capturing = any(cam.capture.enabled for cam in enabled_cameras(cfg).values())
+    capturing = any(cam.capture.enabled or any(r.capture is not None and r.capture.enabled
+                                               for r in cam.regions.values())
+                    for cam in enabled_cameras(cfg).values())
     return m.state, m.homeassistant, m.commands, cfg.capture, capturing
 
 

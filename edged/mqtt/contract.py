@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edged import __version__
-from edged.frame import Frame, subject
+from edged.frame import Frame, split_subject, subject
 
 JSON = "application/json"
 JPEG = "image/jpeg"
@@ -51,8 +51,8 @@ class Topics:
     def snapshot(self, camera: str, region: str | None = None) -> str:
         return f"{self.subject(camera, region)}/snapshot"
 
-    def capture(self, camera: str) -> str:
-        return f"{self.root}/{camera}/capture"
+    def capture(self, camera: str, region: str | None = None) -> str:
+        return f"{self.subject(camera, region)}/capture"
 
     def command(self, camera: str, name: str) -> str:
         return f"{self.root}/{camera}/cmd/{name}"
@@ -299,16 +299,23 @@ def snapshot_message(topics: Topics, camera: str, jpeg: bytes, qos: int, state: 
 
 def capture_payload(result: dict[str, Any], camera: str, rule: str, rules: Sequence[str],
                     state: str | None, image: str, full_image: str | None, width: int,
-                    height: int, image_bytes: int, written: float) -> dict[str, Any]:
+                    height: int, image_bytes: int, written: float,
+                    region: str | None = None) -> dict[str, Any]:
     """docs/schemas/capture.schema.json: the JSON sidecar of a capture and its announcement.
     `image` and `full_image` are relative to the capture folder."""
-    return {"node_id": result.get("node_id"), "camera": camera, "seq": result.get("seq"),
-            "frame": result.get("frame"), "ts": result.get("ts"), "label": result["label"],
-            "score": result["score"], "rule": rule, "rules": list(rules), "state": state,
-            "image": image, "full_image": full_image, "width": width, "height": height,
-            "bytes": image_bytes, "written": round(written, 6), "result": result}
+    out: dict[str, Any] = {"node_id": result.get("node_id"), "camera": camera}
+    if region is not None:
+        out["region"] = region
+    out.update({"seq": result.get("seq"),
+                "frame": result.get("frame"), "ts": result.get("ts"), "label": result["label"],
+                "score": result["score"], "rule": rule, "rules": list(rules), "state": state,
+                "image": image, "full_image": full_image, "width": width, "height": height,
+                "bytes": image_bytes, "written": round(written, 6), "result": result})
+    return out
 
 
 def capture_message(topics: Topics, camera: str, payload: bytes, qos: int) -> Message:
-    """A capture written to disk, announced (not retained: the folder is the record)."""
-    return Message(topics.capture(camera), payload, qos, False, "capture", camera=camera)
+    """A capture written to disk, announced (not retained: the folder is the record).
+    `camera` is the subject: a camera, or camera/region (on .../{camera}/{region}/capture)."""
+    name, region = split_subject(camera)
+    return Message(topics.capture(name, region), payload, qos, False, "capture", camera=camera)

@@ -377,6 +377,10 @@ class LiveView:
             regions = self._regions(name, frame)
             if regions:
                 entry["regions"] = regions
+                if self._captures is not None:  # the regions' captures, newest first
+                    found = [c for r in regions for c in self._captures(subject(name, r["name"]))]
+                    entry["captures"] = sorted(found, key=lambda c: c.get("ts") or 0,
+                                               reverse=True)[:5]
                 if frame is not None:
                     entry["size"] = [frame.image.shape[1], frame.image.shape[0]]
             cameras.append(entry)

@@ -323,3 +323,44 @@ def test_regions_with_their_own_model_and_a_reload_that_moves_one(tmp_path, brok
     assert models == sorted(models, key=lambda m: m == "default")
     assert [r["seq"] for r in b] == list(range(len(b)))
     assert [r["seq"] for r in a] == list(range(len(a)))
+
+
+def test_region_captures_with_their_own_rules_and_the_region_outlined(
+        tmp_path, broker, subscriber):
+    """Evidence captures per region: a region's own rules (override), its folder
+    {camera}__{region}/{label}/, the whole frame with the region outlined under .full/, the
+    sidecar and announcement (on .../{camera}/{region}/capture) naming the region."""
+    import json
+
+    truth = write_frames(tmp_path / "frames", 5)
+    caps = tmp_path / "caps"
+    cfg = demo_config(broker.port, regions={
+        "a": REGIONS["a"],
+        "d": {**REGIONS["d"], "capture": {"sample": 1.0, "max_per_minute": 100_000}}})
+    cfg["cameras"]["conveyor"]["source"] = str(tmp_path / "frames")
+    cfg["capture"] = {"dir": str(caps), "min_free_bytes": 0}
+    proc = start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert subscriber.wait_for(lambda: len(subscriber.on("/conveyor/d/capture")) >= 5, 10)
+    announced = [m.json for m in subscriber.on("/conveyor/d/capture")]
+    assert not subscriber.on("/conveyor/a/capture") and not subscriber.on("/conveyor/capture")
+    assert sorted(a["seq"] for a in announced) == list(range(5))
+    for a in announced:
+        validate("capture", a)
+        assert (a["camera"], a["region"], a["result"]["region"]) == ("conveyor", "d", "d")
+        assert a["label"] == truth[a["frame"]][3]
+        assert a["image"].startswith(f"conveyor__d/{a['label']}/")
+        side = json.loads((caps / a["image"]).with_suffix(".json").read_text())
+        assert side == a
+        crop = cv2.imread(str(caps / a["image"]))
+        assert crop.shape == (240, 320, 3)  # what the model classified: the region
+        full = cv2.imread(str(caps / a["full_image"]))
+        assert a["full_image"].startswith(".full/conveyor__d/") and full.shape == (480, 640, 3)
+        edge = full[240:480, 320:324].reshape(-1, 3).astype(int)  # d's left edge
+        assert np.median(edge[:, 2]) > 200 and np.median(edge[:, 0]) < 80, "no outline"
+    assert not (caps / "conveyor__a").exists()

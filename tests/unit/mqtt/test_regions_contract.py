@@ -51,7 +51,7 @@ def test_topics_payloads_and_the_seq_key():
 
 
 def test_one_home_assistant_sensor_per_region():
-    msg = discovery_message(T, "homeassistant", "cam", "s1")
+    msg = discovery_message(T, "homeassistant", "cam", region="s1")
     assert msg.topic == "homeassistant/sensor/n/cam__s1/config" and msg.retain
     payload = json.loads(msg.payload)
     validate("ha-discovery", payload)
