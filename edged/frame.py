@@ -24,6 +24,7 @@ class Frame:
     on_done: Callable[[], None] | None = None  # called once its result is handed on
     box: Box | None = None  # the region the model classifies (clipped); None = all of it
     pts: float | None = None  # live sources: stream time since the first frame, seconds
+    region_name: str | None = None  # the camera's named region it stands for, if any
 
     def region(self) -> np.ndarray:
         """The pixels the model classifies: a view into `image`, never a copy."""
@@ -31,3 +32,14 @@ class Frame:
             return self.image
         x, y, w, h = self.box
         return self.image[y:y + h, x:x + w]
+
+
+def subject(camera: str, region: str | None = None) -> str:
+    """What has its own results, seq and state: a camera, or `camera/region`. Names cannot
+    hold '/', so the key splits back unambiguously."""
+    return camera if region is None else f"{camera}/{region}"
+
+
+def split_subject(key: str) -> tuple[str, str | None]:
+    camera, _, region = key.partition("/")
+    return camera, region or None

@@ -20,6 +20,7 @@ from edged.capture.camera import Camera, model_input_hw
 from edged.config import CameraConfig, Config, split_listen
 from edged.config.credentials import resolve_password
 from edged.errors import EdgedError, SourceError
+from edged.frame import split_subject
 from edged.inference.backends.fastpath import check_fast_path
 from edged.inference.scheduler import Scheduler
 from edged.inference.worker import Outcome, WorkerPool
@@ -28,7 +29,11 @@ from edged.mqtt.contract import Topics
 from edged.mqtt.extensions.captures import CaptureMetrics, Capturer
 from edged.mqtt.extensions.commands import CommandHandler
 from edged.mqtt.extensions.homeassistant import HomeAssistant
-from edged.mqtt.extensions.snapshots import Snapshotter, check_snapshot_labels
+from edged.mqtt.extensions.snapshots import (
+    Snapshotter,
+    check_region_snapshot_labels,
+    check_snapshot_labels,
+)
 from edged.mqtt.extensions.state import StateTracker
 from edged.mqtt.heartbeat import expire_after
 from edged.mqtt.link import MqttLink
@@ -169,14 +174,27 @@ class Builder:
     def check_camera(name: str, cfg: Config, models: Mapping[str, LoadedModel]) -> None:
         """What can only be checked against the loaded model (EdgedError naming the key)."""
         cam = cfg.cameras[name]
-        if cam.snapshot.enabled:
+        if cam.snapshot.enabled and not cam.regions:
             check_snapshot_labels(name, cam, list(models[cam.model].labels))
+        for rname, region in cam.regions.items():
+            snapshot = region.snapshot or cam.snapshot
+            model = region.model or cam.model
+            if snapshot.enabled:
+                check_region_snapshot_labels(name, rname, snapshot, model,
+                                             list(models[model].labels))
+
+    @staticmethod
+    def schedulers(cam: CameraConfig, pools: Mapping[str, WorkerPool]) -> dict[str, Scheduler]:
+        """Model -> scheduler for every model a camera's frames (or regions) go to."""
+        return {m: pools[m].scheduler for m in sorted(cam.models_used())}
 
     def camera(self, name: str, cfg: Config, pools: Mapping[str, WorkerPool]) -> Camera:
         cam = cfg.cameras[name]
-        return Camera(name, cam, pools[cam.model].scheduler, self._metrics,
-                      self._cameras.tickets(name),
-                      input_hw=model_input_hw(pools[cam.model].model))
+        schedulers = self.schedulers(cam, pools)
+        main = schedulers.get(cam.model) or next(iter(schedulers.values()))
+        return Camera(name, cam, main, self._metrics, self._cameras.tickets(name),
+                      input_hw=model_input_hw(pools[cam.model].model),
+                      schedulers=schedulers, tickets_for=self._cameras.tickets)
 
     def sink(self, cfg: Config) -> SinkPart:
         sink = self._sink_factory(cfg, self.topics(cfg), self._metrics,
@@ -207,7 +225,7 @@ class Builder:
         parts: list[Component] = [state] if state is not None else []
         if m.homeassistant.enabled:
             parts.append(HomeAssistant(link, self._events, m.homeassistant,
-                                       self._cameras.names,
+                                       self._cameras.subjects,
                                        expire_after(m.status.interval_s)))
         if m.commands.enabled:
             parts.append(CommandHandler(link, self._cameras, state, self._metrics,
@@ -218,7 +236,7 @@ class Builder:
         if state is not None:
             # Always there with state: it reads each camera's snapshot settings at each
             # change, so a camera that a reload adds with snapshots gets them.
-            parts.append(Snapshotter(link, self._events, self._cameras.config))
+            parts.append(Snapshotter(link, self._events, self._cameras.snapshot))
         captures = self.capturer(cfg, link)
         if captures is not None:  # after the state tracker: it sees each change first
             parts.append(captures)
@@ -235,18 +253,23 @@ class Builder:
 
     def capturer(self, cfg: Config, link: MqttLink) -> Capturer | None:
         """Evidence captures, when an enabled camera has capture rules."""
-        if not any(cam.capture.enabled for cam in enabled_cameras(cfg).values()):
+        if not any(cam.capture.enabled or any(r.capture is not None and r.capture.enabled
+                                              for r in cam.regions.values())
+                   for cam in enabled_cameras(cfg).values()):
             return None
         if self._capture_metrics is None:
             self._capture_metrics = CaptureMetrics(self._metrics.registry)
         cameras = self._cameras
-
-        def rules_of(name: str):  # noqa: ANN202 - CaptureRulesConfig | None
-            cam = cameras.config(name)
-            return cam.capture if cam is not None else None
+        # Keyed by subject (camera, or camera/region): a region's own rules, else the camera's.
+        rules_of = cameras.capture_rules
 
         def labels_of(name: str) -> list[str]:
-            model = cameras.model_of(name)
+            camera, region = split_subject(name)
+            cam = cameras.config(camera)
+            rcfg = cam.regions.get(region) if cam is not None and region else None
+            if rcfg is not None and rcfg.model is not None:
+                return []  # a region's own model: its labels were checked at load
+            model = cameras.model_of(camera)
             return list(model.labels) if model is not None else []
 
         return Capturer(cfg.capture, rules_of, self._capture_metrics, link, self._events,
@@ -259,7 +282,8 @@ class Builder:
         if not enabled:
             raise EdgedError("cameras: no camera is enabled")
         models = {name: self.model(name, cfg)
-                  for name in sorted({cam.model for cam in enabled.values()})}
+                  for name in sorted(set().union(*(cam.models_used()
+                                                   for cam in enabled.values())))}
         sink = self.sink(cfg)
         link = link_for(sink.sink, self.topics(cfg))
         publisher = self.publisher(cfg, link)

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterator
 
 from edged.capture.camera import Camera
-from edged.config import CameraConfig, SmoothingConfig
-from edged.frame import Frame
+from edged.config import CameraConfig, CaptureRulesConfig, SmoothingConfig, SnapshotConfig
+from edged.frame import Frame, split_subject, subject
 from edged.model.loaded import LoadedModel
 
 
@@ -71,9 +71,57 @@ class CameraSet:
         camera = self.get(name)
         return camera.cfg if camera is not None else None
 
+    def subjects(self) -> list[str]:
+        """Everything with its own results and state: each camera without regions, and
+        `camera/region` for each region of a camera with regions."""
+        out = []
+        for camera in self:
+            if camera.cfg.regions:
+                out += [subject(camera.name, r) for r in camera.cfg.regions]
+            else:
+                out.append(camera.name)
+        return out
+
     def smoothing(self, name: str) -> SmoothingConfig | None:
-        cfg = self.config(name)
-        return cfg.smoothing if cfg is not None else None
+        """A camera's (or `camera/region`'s: its override, else the camera's) smoothing;
+        None for a subject edged does not have."""
+        camera, region = split_subject(name)
+        cfg = self.config(camera)
+        if cfg is None:
+            return None
+        if region is None:
+            return None if cfg.regions else cfg.smoothing
+        rcfg = cfg.regions.get(region)
+        if rcfg is None:
+            return None
+        return rcfg.smoothing or cfg.smoothing
+
+    def snapshot(self, name: str) -> SnapshotConfig | None:
+        """The snapshot settings of a camera or `camera/region` (as for smoothing)."""
+        camera, region = split_subject(name)
+        cfg = self.config(camera)
+        if cfg is None:
+            return None
+        if region is None:
+            return cfg.snapshot
+        rcfg = cfg.regions.get(region)
+        if rcfg is None:
+            return None
+        return rcfg.snapshot or cfg.snapshot
+
+    def capture_rules(self, name: str) -> CaptureRulesConfig | None:
+        """The evidence capture rules of a camera or `camera/region` (the region's own, else
+        the camera's); None for a subject edged does not have."""
+        camera, region = split_subject(name)
+        cfg = self.config(camera)
+        if cfg is None:
+            return None
+        if region is None:
+            return cfg.capture
+        rcfg = cfg.regions.get(region)
+        if rcfg is None:
+            return None
+        return rcfg.capture or cfg.capture
 
     def model_of(self, name: str) -> LoadedModel | None:
         with self._lock:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edged.frame import Frame
+from edged.frame import Frame, subject
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,12 @@ class ResultPublished:
     camera: str
     frame: Frame
     result: dict[str, Any]  # the result payload as published
+    region: str | None = None  # the camera's region it is for, if any
+
+    @property
+    def subject(self) -> str:
+        """Whose result: the camera, or camera/region (what state and the view key by)."""
+        return subject(self.camera, self.region)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,11 @@ class StateChanged:
     state: str
     result: dict[str, Any]  # the result that changed it
     frame: Frame | None  # its frame
+    region: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return subject(self.camera, self.region)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from edged.app.cameras import CameraSet
 from edged.app.health import Progress
 from edged.app.lifecycle import Lifecycle
 from edged.capture.camera import Camera, model_input_hw
-from edged.config import Config
+from edged.config import CameraConfig, Config
 from edged.errors import EdgedError
 from edged.inference.worker import WorkerPool
+from edged.mqtt.contract import retired_messages
 from edged.mqtt.link import MqttLink
 from edged.service.metrics import MetricsServer
 from edged.web.server import LiveView
@@ -30,6 +31,9 @@ class ConfigDiff:
     cameras_removed: tuple[str, ...] = ()
     cameras_restarted: tuple[str, ...] = ()  # own settings changed: reopen the source
     cameras_rewired: tuple[str, ...] = ()  # only their model changed: move to the new workers
+    # Only their regions changed: the capture goes on, the regions are swapped in at the
+    # next frame (unchanged regions keep their seq and state).
+    cameras_regions: tuple[str, ...] = ()
     models_added: tuple[str, ...] = ()  # newly used by an enabled camera
     models_removed: tuple[str, ...] = ()  # no enabled camera uses them any more
     models_changed: tuple[str, ...] = ()  # used before and after, settings or file changed
@@ -41,15 +45,17 @@ class ConfigDiff:
     @property
     def empty(self) -> bool:
         return not any((self.cameras_added, self.cameras_removed, self.cameras_restarted,
-                        self.cameras_rewired, self.models_added, self.models_removed,
-                        self.models_changed, self.mqtt_changed, self.metrics_changed,
-                        self.extensions_changed, self.log_level_changed))
+                        self.cameras_rewired, self.cameras_regions, self.models_added,
+                        self.models_removed, self.models_changed, self.mqtt_changed,
+                        self.metrics_changed, self.extensions_changed,
+                        self.log_level_changed))
 
     def summary(self) -> str:
         """One line for the log, e.g. 'cameras +door -gate ~yard; models ~default'."""
         parts = []
         cams = ([f"+{c}" for c in self.cameras_added] + [f"-{c}" for c in self.cameras_removed]
-                + [f"~{c}" for c in self.cameras_restarted + self.cameras_rewired])
+                + [f"~{c}" for c in self.cameras_restarted + self.cameras_rewired]
+                + [f"~{c}(regions)" for c in self.cameras_regions])
         if cams:
             parts.append("cameras " + " ".join(cams))
         models = ([f"+{m}" for m in self.models_added] + [f"-{m}" for m in self.models_removed]
@@ -64,12 +70,19 @@ class ConfigDiff:
 
 
 def used_models(cfg: Config) -> set[str]:
-    return {cam.model for cam in enabled_cameras(cfg).values()}
+    return set().union(*(cam.models_used() for cam in enabled_cameras(cfg).values()))
+
+
+def only_regions_changed(old: CameraConfig, new: CameraConfig) -> bool:
+    return (old.regions != new.regions
+            and old.model_dump(exclude={"regions"}) == new.model_dump(exclude={"regions"}))
 
 
 def _extensions(cfg: Config) -> tuple:
     m = cfg.mqtt
-    capturing = any(cam.capture.enabled for cam in enabled_cameras(cfg).values())
+    capturing = any(cam.capture.enabled or any(r.capture is not None and r.capture.enabled
+                                               for r in cam.regions.values())
+                    for cam in enabled_cameras(cfg).values())
     return m.state, m.homeassistant, m.commands, cfg.capture, capturing
 
 
@@ -84,17 +97,20 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
     old_models, new_models = used_models(old), used_models(new)
     models_changed = sorted(m for m in old_models & new_models
                             if old.models[m] != new.models[m])
-    restarted, rewired = [], []
+    restarted, rewired, regions = [], [], []
     for name in sorted(old_cams.keys() & new_cams.keys()):
-        if old_cams[name] != new_cams[name]:
+        if only_regions_changed(old_cams[name], new_cams[name]):
+            regions.append(name)  # rewired too, if one of its models changed
+        elif old_cams[name] != new_cams[name]:
             restarted.append(name)
-        elif new_cams[name].model in models_changed:
+        elif new_cams[name].models_used() & set(models_changed):
             rewired.append(name)
     return ConfigDiff(
         cameras_added=tuple(sorted(new_cams.keys() - old_cams.keys())),
         cameras_removed=tuple(sorted(old_cams.keys() - new_cams.keys())),
         cameras_restarted=tuple(restarted),
         cameras_rewired=tuple(rewired),
+        cameras_regions=tuple(regions),
         models_added=tuple(sorted(new_models - old_models)),
         models_removed=tuple(sorted(old_models - new_models)),
         models_changed=tuple(models_changed),
@@ -141,6 +157,8 @@ class Reloader:
                 camera = b.camera(name, new, pools)
                 SourceOpener(camera).start()
                 fresh_cams.append(camera)
+            for name in diff.cameras_regions:
+                b.check_camera(name, new, models)
         except EdgedError:
             for camera in fresh_cams:
                 camera.stop()
@@ -169,13 +187,17 @@ class Reloader:
                 self._lifecycle.add("extensions", part)
         for pool in fresh_pools.values():
             self._lifecycle.add("workers", pool)
-        for name in diff.cameras_rewired:
+        gone: list[tuple[str, str]] = []
+        for name in diff.cameras_rewired + diff.cameras_regions:
             camera = by_name[name]
-            old = running.pools[camera.cfg.model].scheduler
-            camera.use_scheduler(pools[camera.cfg.model].scheduler,
-                                 model_input_hw(pools[camera.cfg.model].model))
-            self._cameras.set_model(name, models[camera.cfg.model])
-            old.remove_camera(name, timeout=5.0)
+            cam_cfg = new.cameras[name] if name in diff.cameras_regions else camera.cfg
+            gone += [(name, r) for r in camera.cfg.regions if r not in cam_cfg.regions]
+            # Lanes on the new schedulers first, then the swap, then the old lanes drain.
+            unused = camera.use_schedulers(b.schedulers(cam_cfg, pools), cam_cfg)
+            camera.use_input(model_input_hw(pools[cam_cfg.model].model))
+            self._cameras.set_model(name, models[cam_cfg.model])
+            for scheduler in unused:
+                scheduler.remove_camera(name, timeout=5.0)
         for camera in fresh_cams:
             self._cameras.add(camera, models[camera.cfg.model])
             self._progress.started(camera.name)
@@ -186,12 +208,23 @@ class Reloader:
         listener = running.listener
         if diff.metrics_changed:
             listener = self._swap_listener(running, new, view)
-        if fresh_cams and self._link.connected:
-            # New cameras: Home Assistant discovery and retained states for them too.
+        self._clear_regions(gone, new)
+        if (fresh_cams or diff.cameras_regions) and self._link.connected:
+            # New cameras (or regions): Home Assistant discovery and states for them too.
             self._link.request_greet()
         cameras = [c for c in running.cameras if c not in retired] + fresh_cams
         return Pipeline(new, models, pools, cameras, running.sink if sink is None else sink,
                         running.publisher, state, parts, view, listener)
+
+    def _clear_regions(self, gone: list[tuple[str, str]], new: Config) -> None:
+        """Removed regions: clear their retained state, snapshot and Home Assistant sensor,
+        so nothing shows a region that no longer exists (best effort: while connected)."""
+        ha = new.mqtt.homeassistant
+        prefix = ha.discovery_prefix if ha.enabled else None
+        for camera, region in gone:
+            for msg in retired_messages(self._link.topics, camera, region, prefix):
+                self._link.publish_now(msg)
+            log.info("reload: camera %s: region %s removed", camera, region)
 
     def _retire(self, camera: Camera, pools: dict[str, WorkerPool]) -> None:
         self._lifecycle.remove(camera)

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from edged.config import CameraConfig
 from edged.errors import SourceError
 from edged.capture.imagedecode import ImageRejected
 from edged.capture.decode import target_for
 from edged.capture.pacing import FpsGate, LagEpisodes
+from edged.capture.regions import Placed, place
 from edged.capture.roi import clip_box, upright
 from edged.service.metrics import Metrics
 from edged.service.ratelimit import EpisodeLog
-from edged.inference.scheduler import Scheduler
+from edged.inference.scheduler import Part, Scheduler
 from edged.capture.sources import Source, make_source
 from edged.capture.sources.avstream import Picture
-from edged.frame import Frame
+from edged.frame import Frame, subject
 from edged.capture.sources.base import IDLE
 from edged.capture.sources.failures import KINDS, kind_of
 from edged.capture.sources.url import redact
 
 log = logging.getLogger(__name__)
+_MAX_TOLD = 1024  # (region, frame size) pairs remembered as reported
 
 
 def model_input_hw(model) -> tuple[int, int]:  # noqa: ANN001 - a LoadedModel
@@ -45,15 +48,47 @@ def backoff_delays(initial: float, maximum: float, rng: random.Random):  # noqa:
 MAX_ABANDONED = 2
 
 
+class _Countdown:
+    """Calls `action` once the last of `n` parts of a frame is handed on (hot folders)."""
+
+    def __init__(self, n: int, action: Callable[[], None]) -> None:
+        self._left = n
+        self._lock = threading.Lock()
+        self._action = action
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._action()
+
+
 class Camera:
     def __init__(self, name: str, cfg: CameraConfig, scheduler: Scheduler, metrics: Metrics,
                  tickets: Iterator[int] | None = None,
-                 input_hw: tuple[int, int] | None = None) -> None:
+                 input_hw: tuple[int, int] | None = None,
+                 schedulers: Mapping[str, Scheduler] | None = None,
+                 tickets_for: Callable[[str], Iterator[int]] | None = None) -> None:
+        """`scheduler` feeds the camera's own model; with regions, `schedulers` maps every
+        model the regions use to its scheduler, and `tickets_for(subject)` gives each
+        region's publish-order numbers (kept across reloads, like `tickets`); `input_hw` is
+        the model's input (height, width), for the JPEG decode scale."""
         self.name = name
         self._input_hw = input_hw  # the model's input (height, width): JPEG decode scale
         self._tickets = tickets  # publish-order numbers, kept across reloads
         self.cfg = cfg
         self._scheduler = scheduler
+        own: dict[str, Iterator[int]] = {}
+        self._tickets_for = tickets_for or (lambda key: own.setdefault(key, itertools.count()))
+        # (config, model -> scheduler), swapped as one by a reload of the regions only, so
+        # the capture thread never sees a region without the scheduler it goes to.
+        self._wiring: tuple[CameraConfig, dict[str, Scheduler]] = (
+            cfg, dict(schedulers) if schedulers else {cfg.model: scheduler})
+        self._placed: tuple[tuple, Placed] | None = None  # regions placed for a frame size
+        # (region, width, height) already reported as not fitting: one line per region and
+        # frame size (a folder of mixed sizes must not log every frame); bounded.
+        self._region_told: set[tuple[str, int, int]] = set()
         self._metrics = metrics
         self._stop = threading.Event()
         self._stop_deadline = 0.0
@@ -101,8 +136,9 @@ class Camera:
     def start(self) -> None:
         if self._source is None:
             self.open()
-        self._scheduler.add_camera(self.name, self.policy, self._tickets,
-                                   max_age_s=self.cfg.max_age_ms / 1000)
+        for scheduler in self._wiring[1].values():
+            scheduler.add_camera(self.name, self.policy, self._tickets,
+                                 max_age_s=self.cfg.max_age_ms / 1000)
         # So dashboards see 0, not "no data", before the first frame or failure.
         self._metrics.declare_camera(self.name, KINDS)
         started = time.monotonic()
@@ -162,12 +198,14 @@ class Camera:
         """Feed another model's workers from the next frame on (a reload swapped the model);
         the lane keeps every setting, max_age_ms included; `input_hw`: the new model's input
         (height, width), for the JPEG decode scale."""
-        scheduler.add_camera(self.name, self.policy, self._tickets,
-                             max_age_s=self.cfg.max_age_ms / 1000)
-        self._scheduler = scheduler
+        self.use_schedulers({self.cfg.model: scheduler})
         if input_hw is not None:
-            self._input_hw = input_hw
-            self._aim_decode()
+            self.use_input(input_hw)
+
+    def use_input(self, input_hw: tuple[int, int]) -> None:
+        """The (new) model's input (height, width): what a reduced JPEG decode must keep."""
+        self._input_hw = input_hw
+        self._aim_decode()
 
     def _aim_decode(self) -> None:
         if self._source is not None and self._input_hw is not None:
@@ -186,6 +224,27 @@ class Camera:
             return None
         return (f"lagging: was {self._lag.worst:.1f}s behind the stream (max_lag_s "
                 f"{self.cfg.max_lag_s:g}); jumped back to live")
+
+    @property
+    def schedulers(self) -> dict[str, Scheduler]:
+        """Model name -> the scheduler this camera's frames (or regions) go to."""
+        return dict(self._wiring[1])
+
+    def use_schedulers(self, schedulers: Mapping[str, Scheduler],
+                       cfg: CameraConfig | None = None) -> list[Scheduler]:
+        """Feed these schedulers from the next frame on, with `cfg` when only its regions
+        changed (a reload that keeps the capture running); returns the schedulers no longer
+        fed, whose lanes the caller removes once they are drained."""
+        cfg = cfg or self.cfg
+        old = self._wiring[1]
+        for scheduler in schedulers.values():
+            if scheduler not in old.values():
+                scheduler.add_camera(self.name, self.policy, self._tickets,
+                                     max_age_s=cfg.max_age_ms / 1000)
+        self._wiring = (cfg, dict(schedulers))
+        self.cfg = cfg
+        self._scheduler = schedulers.get(cfg.model, next(iter(schedulers.values())))
+        return [s for s in old.values() if s not in schedulers.values()]
 
     def request_stop(self, timeout: float = 2.0) -> None:
         """Signal the capture thread; stop() then waits until `timeout` after this call, so
@@ -408,7 +467,10 @@ class Camera:
 
     def _submit(self, image, name: str | None, pts: float | None = None) -> None:  # noqa: ANN001
         now = time.monotonic()
-        cfg = self.cfg
+        cfg, schedulers = self._wiring
+        if cfg.regions:
+            self._submit_regions(image, name, now, cfg, schedulers, pts)
+            return
         box = None
         if cfg.rotate or cfg.flip != "none" or cfg.roi is not None:
             try:
@@ -432,5 +494,63 @@ class Camera:
         self._metrics.frames_captured.labels(self.name).inc()
         replaced = self._scheduler.put(self.name, frame, self._stop.is_set)
         if replaced is not None and replaced is not frame:
+            self._metrics.frames_dropped.labels(self.name, "replaced").inc()
+
+    # --- regions ------------------------------------------------------------------------------
+
+    def _placed_for(self, cfg: CameraConfig, width: int, height: int) -> Placed:
+        """The regions' boxes for this frame size, computed once per size and config."""
+        cached = self._placed
+        if cached is None or cached[0][0] is not cfg or cached[0][1:] != (width, height):
+            if cached is not None and cached[0][0] is not cfg:
+                self._region_told.clear()  # new regions (a reload): tell afresh
+            cached = self._placed = ((cfg, width, height), place(cfg.regions, width, height))
+        return cached[1]
+
+    def _submit_regions(self, image, name: str | None, now: float,  # noqa: ANN001
+                        cfg: CameraConfig, schedulers: Mapping[str, Scheduler],
+                        pts: float | None = None) -> None:
+        """One decoded frame, one group per model: a Frame per region sharing the image
+        (its own box, a view at inference), all with the same capture time."""
+        if cfg.rotate or cfg.flip != "none":
+            image = upright(image, cfg.rotate, cfg.flip)
+        height, width = image.shape[:2]
+        placed = self._placed_for(cfg, width, height)
+        index, ts = self._index, time.time()
+        self._index += 1
+        self.last_frame_mono = now
+        self._metrics.frames_captured.labels(self.name).inc()
+        for region, reason in placed.errors.items():
+            # Counted per frame; logged the first time a frame size shows it.
+            self._metrics.frames_dropped.labels(self.name, "region_outside").inc()
+            told = (region, width, height)
+            if told not in self._region_told:
+                if len(self._region_told) >= _MAX_TOLD:
+                    self._region_told.clear()
+                self._region_told.add(told)
+                log.warning("camera %s: region %s: %s; skipped while frames have this size "
+                            "(edged_frames_dropped_total{reason=\"region_outside\"})",
+                            self.name, region, reason)
+        done = getattr(self._source, "done", None)
+        on_done = None
+        if done is not None and name is not None and placed.boxes:
+            on_done = _Countdown(len(placed.boxes), lambda: done(name))
+        groups: dict[str, list[Part]] = {}
+        for region, box in placed.boxes.items():
+            rcfg = cfg.regions[region]
+            key = subject(self.name, region)
+            frame = Frame(image=image, index=index, ts=ts, mono=now, name=name,
+                          on_done=on_done, box=box, pts=pts, region_name=region)
+            groups.setdefault(rcfg.model or cfg.model, []).append(
+                Part(frame, key, self._tickets_for(key), rcfg.top_k))
+        self.last_frame = Frame(image=image, index=index, ts=ts, mono=now, name=name, pts=pts)
+        replaced_any = False
+        for model, parts in groups.items():
+            scheduler = schedulers.get(model)
+            if scheduler is None:
+                continue  # cannot happen: the wiring holds every region's model
+            replaced = scheduler.put(self.name, parts, self._stop.is_set)
+            replaced_any |= replaced is not None and replaced is not parts
+        if replaced_any:
             self._metrics.frames_dropped.labels(self.name, "replaced").inc()
 

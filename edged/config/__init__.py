@@ -455,6 +455,70 @@ class CaptureConfig(_Strict):
     )
 
 
+# Region names become a topic level next to these, so they cannot be one of them.
+RESERVED_REGION_NAMES = frozenset({"result", "state", "snapshot", "cmd", "reply", "capture",
+                                   "captures"})
+
+
+class RegionConfig(_Strict):
+    """One named rectangle of a camera's upright frame, classified on its own (issue 17)."""
+
+    box: list[int] | None = Field(
+        None, description="[x, y, w, h] in pixels of the upright (rotated, flipped) frame."
+    )
+    fraction: list[float] | None = Field(
+        None, description="[x, y, w, h] as fractions (0..1) of the frame's width and height, "
+        "so the region survives a resolution change.",
+    )
+    model: str | None = Field(None, description="Model to run on this region; default the "
+                              "camera's.")
+    top_k: int | None = Field(None, ge=1, description="Classes listed per result; default "
+                              "the model's top_k.")
+    smoothing: SmoothingConfig | None = Field(
+        None, description="The region's state smoothing; default the camera's."
+    )
+    snapshot: SnapshotConfig | None = Field(
+        None, description="The region's snapshots; default the camera's."
+    )
+    capture: CaptureRulesConfig | None = Field(
+        None, description="The region's evidence capture rules; default the camera's."
+    )
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("expected [x, y, w, h] in pixels with x, y >= 0 and w, h > 0")
+        return v
+
+    @field_validator("fraction")
+    @classmethod
+    def _fraction(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0:
+            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
+        if v[0] + v[2] > 1 + 1e-9 or v[1] + v[3] > 1 + 1e-9:
+            raise ValueError("lies outside the frame: x + w and y + h must be <= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> RegionConfig:
+        if (self.box is None) == (self.fraction is None):
+            raise ValueError("give exactly one of box (pixels) or fraction (of the frame)")
+        return self
+
+
+def _region_name(value: str) -> str:
+    _topic_safe(value)
+    if value in RESERVED_REGION_NAMES:
+        raise ValueError(f"{value!r} is reserved (it is a topic level of the camera)")
+    return value
+
+
+RegionName = Annotated[str, AfterValidator(_region_name)]
+
+
 class CameraConfig(_Strict):
     source: str | int = Field(
         ...,
@@ -559,6 +623,25 @@ class CameraConfig(_Strict):
         "written to the capture folder (top-level `capture` says where and how much)."
     )
 
+
+    regions: dict[RegionName, RegionConfig] = Field(
+        default_factory=dict, description="Named rectangles of the frame, each classified on "
+        "its own with its own results, seq and state; empty = the whole frame (or roi)."
+    )
+
+    def models_used(self) -> set[str]:
+        """Every model this camera needs: its own (commands and health read it), and its
+        regions' overrides."""
+        return {self.model} | {r.model for r in self.regions.values() if r.model is not None}
+
+    def known_size(self) -> tuple[int, int] | None:
+        """(width, height) of the upright frame when the config fixes it (V4L2 width and
+        height), else None: the stream's first frame tells."""
+        if self.v4l2.width is None or self.v4l2.height is None:
+            return None
+        w, h = self.v4l2.width, self.v4l2.height
+        return (h, w) if self.rotate in (90, 270) else (w, h)
+
     @field_validator("roi")
     @classmethod
     def _roi(cls, v: list[int] | None) -> list[int] | None:
@@ -574,6 +657,8 @@ class CameraConfig(_Strict):
             raise ValueError("failed_dir needs watch: true")
         if self.watch and self.type not in (None, "images"):
             raise ValueError(f"watch: true is for image folders, not type {self.type}")
+        if self.regions and self.roi is not None:
+            raise ValueError("give roi or regions, not both (a region is a named roi)")
         return self
 
 
@@ -687,9 +772,37 @@ def cross_problems(cfg: Config) -> list[str]:
         if cam.capture.states and not cfg.mqtt.state.enabled:
             problems.append(f"cameras.{name}.capture.states: needs mqtt.state.enabled: "
                             "state rules follow state changes")
+        problems += region_problems(name, cam, cfg)
     if cfg.web.enabled and not cfg.metrics.enabled:
         problems.append("web.enabled: needs metrics.enabled: the live view is served on "
                         "the metrics listener")
+    return problems
+
+
+def region_problems(name: str, cam: CameraConfig, cfg: Config) -> list[str]:
+    """A camera's regions against the rest of the config: models, snapshots, and pixel boxes
+    against the frame size where the config fixes it."""
+    problems = []
+    size = cam.known_size()
+    for rname, region in cam.regions.items():
+        key = f"cameras.{name}.regions.{rname}"
+        if f"{name}__{rname}" in cfg.cameras:
+            problems.append(f"{key}: its Home Assistant id {name}__{rname} is also a camera's "
+                            "name; rename one")
+        if region.model is not None and region.model not in cfg.models:
+            problems.append(f"{key}.model: no model named {region.model!r} under models")
+        if (region.snapshot is not None and region.snapshot.enabled
+                and not cfg.mqtt.state.enabled):
+            problems.append(f"{key}.snapshot.enabled: needs mqtt.state.enabled: snapshots "
+                            "follow state changes")
+        if region.capture is not None and region.capture.states and not cfg.mqtt.state.enabled:
+            problems.append(f"{key}.capture.states: needs mqtt.state.enabled: state rules "
+                            "follow state changes")
+        if size is not None and region.box is not None:
+            x, y, w, h = region.box
+            if x + w > size[0] or y + h > size[1]:
+                problems.append(f"{key}.box: {region.box} lies outside the {size[0]}x{size[1]} "
+                                "frame (v4l2.width/height, after rotate)")
     return problems
 
 
@@ -866,22 +979,28 @@ def _check_capture_rules(cfg: Config, error: Any) -> None:
     from edged.model.labels import read_labels
 
     known: dict[str, list[str] | None] = {}
-    for name, cam in cfg.cameras.items():
-        rules = cam.capture
-        model = cfg.models.get(cam.model)
+    # The camera's rules, and each region's own rules (against the region's model).
+    checks = [(("cameras", name, "capture"), cam.capture, cam.model)
+              for name, cam in cfg.cameras.items()]
+    checks += [(("cameras", name, "regions", rname, "capture"), region.capture,
+                region.model or cam.model)
+               for name, cam in cfg.cameras.items() for rname, region in cam.regions.items()
+               if region.capture is not None]
+    for loc, rules, model_name in checks:
+        model = cfg.models.get(model_name)
         if model is None or model.labels is None or not (rules.labels or rules.states):
             continue
-        if cam.model not in known:
+        if model_name not in known:
             try:
-                known[cam.model] = read_labels(model.labels)
+                known[model_name] = read_labels(model.labels)
             except ModelError:
-                known[cam.model] = None  # reported where the model loads
-        labels = known[cam.model]
+                known[model_name] = None  # reported where the model loads
+        labels = known[model_name]
         if labels is None:
             continue
         for key, extra in (("labels", set()), ("states", {"unknown"})):
             for label in getattr(rules, key):
                 if label not in {*labels, *extra, "background"}:
-                    error(("cameras", name, "capture", key),
-                          f"{label!r} is not a label of model {cam.model!r} (labels: "
+                    error((*loc, key),
+                          f"{label!r} is not a label of model {model_name!r} (labels: "
                           f"{', '.join(labels)})")

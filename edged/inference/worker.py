@@ -31,7 +31,8 @@ class Outcome:
 
 
 def classify(backend: Backend, model: LoadedModel, image,  # noqa: ANN001
-             scratch: Scratch | None = None) -> tuple[list[tuple[int, float]], float]:
+             scratch: Scratch | None = None, k: int | None = None
+             ) -> tuple[list[tuple[int, float]], float]:
     """Preprocess straight into the input tensor, invoke, return (top-k, invoke seconds)."""
     buf = backend.input_buffer()
     prepare(image, model.spec, model.lut, buf, model.resize, scratch)
@@ -41,7 +42,7 @@ def classify(backend: Backend, model: LoadedModel, image,  # noqa: ANN001
     elapsed = time.perf_counter() - t0
     scores = to_scores(backend.output(), model.out_scale, model.out_zero_point,
                        model.output_kind)
-    return top_k(scores, model.top_k), elapsed
+    return top_k(scores, k or model.top_k), elapsed
 
 
 class WorkerPool:
@@ -103,7 +104,8 @@ class WorkerPool:
                 self._deliver(Outcome(job, self.model, None))
                 continue
             try:
-                top, elapsed = classify(backend, self.model, job.frame.region(), scratch)
+                top, elapsed = classify(backend, self.model, job.frame.region(), scratch,
+                                       job.top_k)
                 histogram.observe(elapsed)
                 self._metrics.frames_processed.labels(job.camera).inc()
                 self._episodes.recovered("model %s: inference works again", self.model.name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edged import __version__
-from edged.frame import Frame
+from edged.frame import Frame, split_subject, subject
 
 JSON = "application/json"
 JPEG = "image/jpeg"
@@ -24,7 +24,8 @@ TopK = Sequence[tuple[int, float]]  # (class index, score), best first
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic layout: {prefix}/{node_id}/..."""
+    """The topic layout: {prefix}/{node_id}/{camera}/... and, for a camera's named region,
+    {prefix}/{node_id}/{camera}/{region}/... (result, state, snapshot)."""
 
     prefix: str
     node_id: str
@@ -37,17 +38,21 @@ class Topics:
     def status(self) -> str:
         return f"{self.root}/status"
 
-    def result(self, camera: str) -> str:
-        return f"{self.root}/{camera}/result"
+    def subject(self, camera: str, region: str | None = None) -> str:
+        """The topic level(s) of a camera, or of one of its regions."""
+        return f"{self.root}/{camera}" if region is None else f"{self.root}/{camera}/{region}"
 
-    def state(self, camera: str) -> str:
-        return f"{self.root}/{camera}/state"
+    def result(self, camera: str, region: str | None = None) -> str:
+        return f"{self.subject(camera, region)}/result"
 
-    def snapshot(self, camera: str) -> str:
-        return f"{self.root}/{camera}/snapshot"
+    def state(self, camera: str, region: str | None = None) -> str:
+        return f"{self.subject(camera, region)}/state"
 
-    def capture(self, camera: str) -> str:
-        return f"{self.root}/{camera}/capture"
+    def snapshot(self, camera: str, region: str | None = None) -> str:
+        return f"{self.subject(camera, region)}/snapshot"
+
+    def capture(self, camera: str, region: str | None = None) -> str:
+        return f"{self.subject(camera, region)}/capture"
 
     def command(self, camera: str, name: str) -> str:
         return f"{self.root}/{camera}/cmd/{name}"
@@ -65,8 +70,8 @@ class Message:
     qos: int
     retain: bool
     kind: str  # result, state, status, reply, discovery, snapshot: the metrics' topic class
-    camera: str | None = None
-    seq: int | None = None  # results: the outbox keeps these in seq order per camera
+    camera: str | None = None  # the subject: camera, or camera/region (the outbox's key)
+    seq: int | None = None  # results: the outbox keeps these in seq order per subject
     user_properties: tuple[tuple[str, str], ...] = ()
     content_type: str = JSON
     expiry_s: int | None = None  # MQTT v5 message expiry, counted from `created`
@@ -113,9 +118,12 @@ def classification(labels: Sequence[str], top: TopK) -> dict[str, Any]:
 def result_payload(node_id: str, camera: str, seq: int, frame: Frame, model: str,
                    labels: Sequence[str], top: TopK, inference_s: float,
                    published_mono: float) -> dict[str, Any]:
-    """docs/schemas/result.schema.json"""
-    msg: dict[str, Any] = {"node_id": node_id, "camera": camera, "seq": seq,
-                           "frame": frame.index, "ts": round(frame.ts, 6), "model": model}
+    """docs/schemas/result.schema.json; a region's result (frame.region_name set) names it, and
+    its seq counts that region's results."""
+    msg: dict[str, Any] = {"node_id": node_id, "camera": camera}
+    if frame.region_name is not None:
+        msg["region"] = frame.region_name
+    msg.update({"seq": seq, "frame": frame.index, "ts": round(frame.ts, 6), "model": model})
     msg.update(classification(labels, top))
     msg["inference_ms"] = round(inference_s * 1000, 3)
     msg["latency_ms"] = round((published_mono - frame.mono) * 1000, 3)
@@ -130,8 +138,9 @@ def result_message(topics: Topics, payload: dict[str, Any], qos: int, retain: bo
                    model_sha256: str | None, expiry_s: int | None,
                    created: float | None = None) -> Message:
     props = (("model_sha256", model_sha256),) if model_sha256 else ()
-    return Message(topics.result(payload["camera"]), encode(payload), qos, retain, "result",
-                   camera=payload["camera"], seq=payload["seq"], user_properties=props,
+    camera, region = payload["camera"], payload.get("region")
+    return Message(topics.result(camera, region), encode(payload), qos, retain, "result",
+                   camera=subject(camera, region), seq=payload["seq"], user_properties=props,
                    expiry_s=expiry_s or None, created=created)
 
 
@@ -159,15 +168,21 @@ def classify_row(image: str, labels: Sequence[str], top: TopK, inference_s: floa
 # --- state, status, replies ------------------------------------------------------------------
 
 def state_payload(node_id: str, camera: str, state: str, score: float, since: float,
-                  seq: int | None, method: str, ts: float) -> dict[str, Any]:
+                  seq: int | None, method: str, ts: float,
+                  region: str | None = None) -> dict[str, Any]:
     """docs/schemas/state.schema.json"""
-    return {"node_id": node_id, "camera": camera, "state": state, "score": score,
-            "since": round(since, 6), "seq": seq, "method": method, "ts": round(ts, 6)}
+    out: dict[str, Any] = {"node_id": node_id, "camera": camera}
+    if region is not None:
+        out["region"] = region
+    out.update({"state": state, "score": score, "since": round(since, 6), "seq": seq,
+                "method": method, "ts": round(ts, 6)})
+    return out
 
 
 def state_message(topics: Topics, payload: dict[str, Any], qos: int, retain: bool) -> Message:
-    return Message(topics.state(payload["camera"]), encode(payload), qos, retain, "state",
-                   camera=payload["camera"])
+    camera, region = payload["camera"], payload.get("region")
+    return Message(topics.state(camera, region), encode(payload), qos, retain, "state",
+                   camera=subject(camera, region))
 
 
 def status_payload(state: str, ts: float, interval_s: float = 0.0,
@@ -200,24 +215,32 @@ def reply_message(topics: Topics, camera: str, command: str, reply: dict[str, An
 
 # --- Home Assistant discovery ----------------------------------------------------------------
 
-def discovery_topic(prefix: str, node_id: str, camera: str) -> str:
-    return f"{prefix}/sensor/{node_id}/{camera}/config"
+def object_id(camera: str, region: str | None = None) -> str:
+    """Home Assistant's object id of a camera's or a region's sensor (one topic level): the
+    camera, or camera__region."""
+    return camera if region is None else f"{camera}__{region}"
 
 
-def discovery_payload(topics: Topics, camera: str, expire_after: int | None = None
-                      ) -> dict[str, Any]:
+def discovery_topic(prefix: str, node_id: str, camera: str, region: str | None = None) -> str:
+    return f"{prefix}/sensor/{node_id}/{object_id(camera, region)}/config"
+
+
+def discovery_payload(topics: Topics, camera: str, expire_after: int | None = None,
+                      region: str | None = None) -> dict[str, Any]:
     """docs/schemas/ha-discovery.schema.json: the sensor's state and attributes come from the
     state topic, availability from the status topic (anything but `online` is unavailable).
     `expire_after` (with the heartbeat: 3 intervals) makes the sensor unavailable when state
-    updates stop, even while a retained `online` outlived its broker node."""
+    updates stop, even while a retained `online` outlived its broker node. A camera with
+    regions has one sensor per region."""
     node = topics.node_id
+    oid = object_id(camera, region)
     payload: dict[str, Any] = {
-        "name": camera,
-        "unique_id": f"edged_{node}_{camera}",
-        "object_id": f"edged_{node}_{camera}",
-        "state_topic": topics.state(camera),
+        "name": camera if region is None else f"{camera} {region}",
+        "unique_id": f"edged_{node}_{oid}",
+        "object_id": f"edged_{node}_{oid}",
+        "state_topic": topics.state(camera, region),
         "value_template": "{{ value_json.state }}",
-        "json_attributes_topic": topics.state(camera),
+        "json_attributes_topic": topics.state(camera, region),
         "json_attributes_template":
             "{{ {'score': value_json.score, 'since': value_json.since} | tojson }}",
         "availability_topic": topics.status,
@@ -237,38 +260,64 @@ def discovery_payload(topics: Topics, camera: str, expire_after: int | None = No
 
 
 def discovery_message(topics: Topics, discovery_prefix: str, camera: str,
-                      expire_after: int | None = None) -> Message:
-    return Message(discovery_topic(discovery_prefix, topics.node_id, camera),
-                   json.dumps(discovery_payload(topics, camera, expire_after)).encode(), 1,
-                   True, "discovery", camera=camera)
+                      expire_after: int | None = None, region: str | None = None) -> Message:
+    return Message(discovery_topic(discovery_prefix, topics.node_id, camera, region),
+                   json.dumps(discovery_payload(topics, camera, expire_after, region)).encode(),
+                   1, True, "discovery", camera=subject(camera, region))
+
+
+# --- a subject that is gone ------------------------------------------------------------------
+
+def retired_messages(topics: Topics, camera: str, region: str | None,
+                     discovery_prefix: str | None) -> list[Message]:
+    """Empty retained messages that clear what a removed region (or camera) left on the
+    broker: its state, its snapshot, and its Home Assistant sensor (which an empty
+    discovery config deletes)."""
+    key = subject(camera, region)
+    out = [Message(topics.state(camera, region), b"", 1, True, "state", camera=key),
+           Message(topics.snapshot(camera, region), b"", 1, True, "snapshot", camera=key)]
+    if discovery_prefix is not None:
+        out.append(Message(discovery_topic(discovery_prefix, topics.node_id, camera, region),
+                           b"", 1, True, "discovery", camera=key))
+    return out
 
 
 # --- snapshots -------------------------------------------------------------------------------
 
 def snapshot_message(topics: Topics, camera: str, jpeg: bytes, qos: int, state: str,
-                     result: dict[str, Any], frame_index: int) -> Message:
+                     result: dict[str, Any], frame_index: int,
+                     region: str | None = None) -> Message:
     """A retained JPEG; under v5 its user properties say what it shows."""
     props = (("state", state), ("label", str(result.get("label"))),
              ("score", str(result.get("score"))), ("seq", str(result.get("seq"))),
              ("frame", str(frame_index)), ("ts", str(result.get("ts"))))
-    return Message(topics.snapshot(camera), jpeg, qos, True, "snapshot", camera=camera,
-                   user_properties=props, content_type=JPEG)
+    if region is not None:
+        props += (("region", region),)
+    return Message(topics.snapshot(camera, region), jpeg, qos, True, "snapshot",
+                   camera=subject(camera, region), user_properties=props, content_type=JPEG)
 
 
 # --- evidence captures -----------------------------------------------------------------------
 
 def capture_payload(result: dict[str, Any], camera: str, rule: str, rules: Sequence[str],
                     state: str | None, image: str, full_image: str | None, width: int,
-                    height: int, image_bytes: int, written: float) -> dict[str, Any]:
+                    height: int, image_bytes: int, written: float,
+                    region: str | None = None) -> dict[str, Any]:
     """docs/schemas/capture.schema.json: the JSON sidecar of a capture and its announcement.
     `image` and `full_image` are relative to the capture folder."""
-    return {"node_id": result.get("node_id"), "camera": camera, "seq": result.get("seq"),
-            "frame": result.get("frame"), "ts": result.get("ts"), "label": result["label"],
-            "score": result["score"], "rule": rule, "rules": list(rules), "state": state,
-            "image": image, "full_image": full_image, "width": width, "height": height,
-            "bytes": image_bytes, "written": round(written, 6), "result": result}
+    out: dict[str, Any] = {"node_id": result.get("node_id"), "camera": camera}
+    if region is not None:
+        out["region"] = region
+    out.update({"seq": result.get("seq"),
+                "frame": result.get("frame"), "ts": result.get("ts"), "label": result["label"],
+                "score": result["score"], "rule": rule, "rules": list(rules), "state": state,
+                "image": image, "full_image": full_image, "width": width, "height": height,
+                "bytes": image_bytes, "written": round(written, 6), "result": result})
+    return out
 
 
 def capture_message(topics: Topics, camera: str, payload: bytes, qos: int) -> Message:
-    """A capture written to disk, announced (not retained: the folder is the record)."""
-    return Message(topics.capture(camera), payload, qos, False, "capture", camera=camera)
+    """A capture written to disk, announced (not retained: the folder is the record).
+    `camera` is the subject: a camera, or camera/region (on .../{camera}/{region}/capture)."""
+    name, region = split_subject(camera)
+    return Message(topics.capture(name, region), payload, qos, False, "capture", camera=camera)

@@ -96,9 +96,10 @@ class Publisher:
                 log.exception("publisher: result dropped")
 
     def _accept(self, o: Outcome) -> None:
-        lane = self._lanes.get(o.job.camera)
+        # One lane per subject (camera, or camera/region): its own order and gap-free seq.
+        lane = self._lanes.get(o.job.subject)
         if lane is None:  # seq continues where the sink's durable store left it
-            lane = self._lanes[o.job.camera] = _Lane(seq=self._link.first_seq(o.job.camera))
+            lane = self._lanes[o.job.subject] = _Lane(seq=self._link.first_seq(o.job.subject))
         lane.waiting[o.job.ticket] = o
         while lane.next_ticket in lane.waiting:
             ready = lane.waiting.pop(lane.next_ticket)
@@ -124,9 +125,9 @@ class Publisher:
                                               self._expiry_s))
         except Exception as exc:  # noqa: BLE001 - counted and logged; publishing goes on
             self._metrics.results_lost.labels("error").inc()
-            self._lost_log.failure("publisher: result %s seq %d lost: %s", o.job.camera, seq,
+            self._lost_log.failure("publisher: result %s seq %d lost: %s", o.job.subject, seq,
                                    exc)
             return
         self._lost_log.recovered("publisher: results handed over again")
-        self._events.emit(ResultPublished(o.job.camera, frame, payload))
+        self._events.emit(ResultPublished(o.job.camera, frame, payload, frame.region_name))
         self._metrics.latency_seconds.labels(o.job.camera).observe(now - frame.mono)

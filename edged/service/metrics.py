@@ -29,7 +29,7 @@ DURATION_BUCKETS = tuple(round(m * 10.0 ** e, 10) for e in range(-4, 1)
 # so dashboards show 0 rather than "no data" (Prometheus cannot rate() a series that is not
 # there yet, and a first increment would be lost to rate()).
 DROP_REASONS = ("replaced", "fps", "decode", "too_large", "stale", "bad_frame",
-                "inference_error", "lag")
+                "inference_error", "lag", "region_outside")
 TOPIC_CLASSES = ("result", "status", "state", "snapshot", "discovery", "reply", "capture")
 OUTBOX_DROP_REASONS = ("full", "expired", "rejected")
 FALLBACK_REASONS = ("load_failed", "invoke_failed", "invoke_timeout")

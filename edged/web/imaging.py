@@ -31,17 +31,42 @@ def fit_width(image: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
-def view_image(image: np.ndarray, box: Box | None, max_width: int) -> np.ndarray:
+def _draw(out: np.ndarray, box: Box, scale: float, text: str | None) -> None:
+    x, y, rw, rh = (int(round(v * scale)) for v in box)
+    thickness = max(2, out.shape[1] // 200)  # survives JPEG chroma subsampling
+    cv2.rectangle(out, (x, y), (x + rw - 1, y + rh - 1), ROI_COLOR, thickness)
+    if text:
+        font_scale = max(0.35, out.shape[1] / 1600)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        top = max(0, y)
+        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), ROI_COLOR, -1)
+        cv2.putText(out, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def view_image(image: np.ndarray, box: Box | None, max_width: int,
+               overlays: Sequence[tuple[Box, str | None]] = ()) -> np.ndarray:
     """What the live view shows: the upright frame scaled to `max_width` with the classified
-    box (the frame's own, in its pixels) outlined. Never modifies `image`: it is the camera's
-    frame, shared with inference."""
+    box (the frame's own, in its pixels) outlined, and each region of `overlays` outlined
+    with its text (name, label, score). Never modifies `image`: it is the camera's frame,
+    shared with inference."""
     out, scale = fit_width(as_bgr(image), max_width)
-    if box is not None:
+    if box is not None or overlays:
         if out is image:
             out = image.copy()
-        x, y, rw, rh = (int(round(v * scale)) for v in box)
-        thickness = max(2, out.shape[1] // 200)  # survives JPEG chroma subsampling
-        cv2.rectangle(out, (x, y), (x + rw - 1, y + rh - 1), ROI_COLOR, thickness)
+        if box is not None:
+            _draw(out, box, scale, None)
+        for region_box, text in overlays:
+            _draw(out, region_box, scale, text)
+    return out
+
+
+def outlined(image: np.ndarray, overlays: Sequence[tuple[Box, str | None]]) -> np.ndarray:
+    """A copy of `image` (full size) with each box outlined and labelled (snapshots)."""
+    out = as_bgr(image)
+    out = out.copy() if out is image else out
+    for box, text in overlays:
+        _draw(out, box, 1.0, text)
     return out
 
 

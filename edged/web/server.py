@@ -24,8 +24,9 @@ from importlib import resources
 from urllib.parse import unquote
 
 from edged.app.events import Events, ResultPublished
+from edged.capture.regions import place
 from edged.config import WebConfig
-from edged.frame import Frame
+from edged.frame import Box, Frame, subject
 from edged.web.imaging import encode_jpeg, view_image
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,10 @@ class JpegCache:
         self._cached: Encoded | None = None
         self.encodings = 0
 
-    def get(self, frame: Frame | None) -> Encoded | None:
+    def get(self, frame: Frame | None,
+            overlays: Callable[[Frame], list[tuple[Box, str | None]]] | None = None
+            ) -> Encoded | None:
+        """`overlays(frame)`: the regions to draw, asked only when a JPEG is encoded."""
         if frame is None:
             return None
         key = (frame.index, frame.mono)
@@ -104,7 +108,8 @@ class JpegCache:
             if cached is not None and (cached.key == key
                                        or now - cached.at < self._min_interval):
                 return cached
-            image = view_image(frame.image, frame.box, self._max_width)
+            image = view_image(frame.image, frame.box, self._max_width,
+                               overlays(frame) if overlays is not None else ())
             self._cached = Encoded(encode_jpeg(image, self._quality), key, now)
             self.encodings += 1
             return self._cached
@@ -153,6 +158,7 @@ class LiveView:
         self._captures = captures  # camera -> its newest evidence captures (label, score, ...)
         self._results: dict[str, dict] = {}
         self._result_times: dict[str, deque[float]] = {}
+        self._frame_seen: dict[str, int] = {}  # cameras with regions: last frame counted
         self._caches: dict[str, JpegCache] = {}  # made on first view of a camera
         self._stop = threading.Event()
         self._streams = 0
@@ -195,7 +201,12 @@ class LiveView:
 
     def on_result(self, event: ResultPublished) -> None:
         """Keeps a reference and a time stamp, nothing else."""
-        self._results[event.camera] = event.result
+        self._results[event.subject] = event.result
+        if event.region is not None:
+            # The camera's fps counts its frames, not its regions' results: one per frame.
+            if self._frame_seen.get(event.camera) == event.frame.index:
+                return
+            self._frame_seen[event.camera] = event.frame.index
         with self._lock:
             times = self._result_times.setdefault(event.camera, deque(maxlen=_FPS_WINDOW))
         times.append(self._clock())
@@ -240,7 +251,8 @@ class LiveView:
 
     def _snapshot(self, camera: str, start_response: StartResponse,
                   method: str) -> Iterable[bytes]:
-        encoded = self._cache(camera).get(self._cameras.last_frame(camera))
+        encoded = self._cache(camera).get(self._cameras.last_frame(camera),
+                                          self._overlays(camera))
         if encoded is None:
             return _plain(start_response, "503 Service Unavailable", "no frame yet\n",
                           [("Retry-After", "1")])
@@ -281,7 +293,7 @@ class LiveView:
         last_sent = -1e9
         yield b"--" + BOUNDARY + b"\r\n"
         while not self._stop.is_set():
-            encoded = cache.get(self._cameras.last_frame(camera))
+            encoded = cache.get(self._cameras.last_frame(camera), self._overlays(camera))
             now = self._clock()
             if encoded is not None and (encoded.key != last_key or now - last_sent > _KEEPALIVE_S):
                 last_key, last_sent = encoded.key, now
@@ -290,6 +302,48 @@ class LiveView:
                        % len(encoded.jpeg) + encoded.jpeg + b"\r\n--" + BOUNDARY + b"\r\n")
             if self._stop.wait(interval):
                 break
+
+    # --- regions ------------------------------------------------------------------------------
+
+    def _regions(self, camera: str, frame: Frame | None) -> list[dict]:
+        """Each region of a camera: its box on the newest frame, its newest result and state."""
+        cam = self._cameras.get(camera)
+        if cam is None or not getattr(cam.cfg, "regions", None):
+            return []
+        placed = None
+        if frame is not None:
+            placed = place(cam.cfg.regions, frame.image.shape[1], frame.image.shape[0])
+        out = []
+        for name in cam.cfg.regions:
+            key = subject(camera, name)
+            result = self._results.get(key) or {}
+            box = placed.boxes.get(name) if placed is not None else None
+            entry = {"name": name, "box": list(box) if box is not None else None,
+                     "label": result.get("label"), "score": result.get("score"),
+                     "seq": result.get("seq"), "state": None, "state_score": None}
+            st = self._state.payload(key) if self._state is not None else None
+            if st is not None:
+                entry.update(state=st["state"], state_score=st["score"])
+            out.append(entry)
+        return out
+
+    def _overlays(self, camera: str) -> Callable[[Frame], list[tuple[Box, str | None]]] | None:
+        cam = self._cameras.get(camera)
+        if cam is None or not getattr(cam.cfg, "regions", None):
+            return None
+
+        def overlays(frame: Frame) -> list[tuple[Box, str | None]]:
+            out: list[tuple[Box, str | None]] = []
+            for r in self._regions(camera, frame):
+                if r["box"] is None:
+                    continue
+                text = r["name"]
+                if r["label"] is not None:
+                    text += f" {r['label']} {r['score']:.2f}"
+                out.append((tuple(r["box"]), text))  # type: ignore[arg-type]
+            return out
+
+        return overlays
 
     # --- status -------------------------------------------------------------------------------
 
@@ -320,6 +374,15 @@ class LiveView:
             st = self._state.payload(name) if self._state is not None else None
             if st is not None:
                 entry.update(state=st["state"], state_score=st["score"], state_since=st["since"])
+            regions = self._regions(name, frame)
+            if regions:
+                entry["regions"] = regions
+                if self._captures is not None:  # the regions' captures, newest first
+                    found = [c for r in regions for c in self._captures(subject(name, r["name"]))]
+                    entry["captures"] = sorted(found, key=lambda c: c.get("ts") or 0,
+                                               reverse=True)[:5]
+                if frame is not None:
+                    entry["size"] = [frame.image.shape[1], frame.image.shape[0]]
             cameras.append(entry)
         return {"node_id": self._node_id, "stream_fps": self._cfg.stream_fps,
                 "streams": self.streams, "max_streams": self._cfg.max_streams,

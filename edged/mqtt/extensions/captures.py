@@ -40,8 +40,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edged.app.events import Events, ResultPublished, StateChanged
 from edged.config import CaptureConfig, CaptureRulesConfig
-from edged.frame import Frame
-from edged.mqtt.contract import capture_message, capture_payload
+from edged.frame import Frame, split_subject
+from edged.mqtt.contract import capture_message, capture_payload, object_id
 from edged.service.ratelimit import EpisodeLog
 
 log = logging.getLogger(__name__)
@@ -407,13 +407,14 @@ class Capturer:
     def _on_state(self, event: StateChanged) -> None:
         # Emitted by the state tracker while it handles the same ResultPublished, which reaches
         # this extension after it (it subscribed first); the seq makes sure they belong together.
-        self._changed[event.camera] = (event.result.get("seq"), event.state)
+        # Keyed by subject: a camera, or camera/region (each region has its own rules).
+        self._changed[event.subject] = (event.result.get("seq"), event.state)
 
     def _on_published(self, event: ResultPublished) -> None:
-        change = self._changed.pop(event.camera, None)
+        change = self._changed.pop(event.subject, None)
         state = change[1] if change is not None and change[0] == event.result.get("seq") \
             else None
-        self.on_result(event.camera, event.frame, event.result, state)
+        self.on_result(event.subject, event.frame, event.result, state)
 
     def _camera(self, camera: str) -> _Camera | None:
         rules = self._rules_of(camera)
@@ -612,9 +613,11 @@ class Capturer:
 
     def _write(self, item: _Item) -> None:
         # Imported here: OpenCV is only needed once something is captured.
-        from edged.web.imaging import as_bgr, encode_jpeg
+        from edged.web.imaging import as_bgr, encode_jpeg, outlined
 
         camera, result, frame = item.camera, item.result, item.frame
+        name, region = split_subject(camera)
+        folder = object_id(name, region)  # a region's captures: {camera}__{region}/{label}/
         if not self._open():
             self.metrics.dropped.labels(camera, item.rule, "error").inc()
             return
@@ -622,13 +625,16 @@ class Capturer:
         stem = capture_stem(float(result.get("ts", frame.ts)), int(result.get("seq", 0)))
         image = as_bgr(frame.region())  # the pixels the model classified
         jpeg = encode_jpeg(image, self._cfg.jpeg_quality)
-        full = (encode_jpeg(as_bgr(frame.image), self._cfg.jpeg_quality)
+        whole = frame.image
+        if region is not None and frame.box is not None:  # the region outlined on the frame
+            whole = outlined(frame.image, [(frame.box, region)])
+        full = (encode_jpeg(as_bgr(whole), self._cfg.jpeg_quality)
                 if frame.box is not None else None)
-        rel = f"{camera}/{label}/{stem}.jpg"
-        rel_full = f"{FULL_DIR}/{camera}/{label}/{stem}.jpg" if full is not None else None
-        doc = capture_payload(result, camera, item.rule, item.rules, item.state, rel, rel_full,
+        rel = f"{folder}/{label}/{stem}.jpg"
+        rel_full = f"{FULL_DIR}/{folder}/{label}/{stem}.jpg" if full is not None else None
+        doc = capture_payload(result, name, item.rule, item.rules, item.state, rel, rel_full,
                               int(image.shape[1]), int(image.shape[0]),
-                              len(jpeg) + len(full or b""), self._clock())
+                              len(jpeg) + len(full or b""), self._clock(), region)
         side = json.dumps(doc, separators=(",", ":")).encode()
         need = len(jpeg) + len(full or b"") + len(side)
         self._prune(need)  # retention by size makes room first
@@ -675,8 +681,8 @@ class Capturer:
                                    exc.strerror or exc)
             return
         self._disk_log.recovered("capture: writing to %s again", self.root)
-        entry = Entry(doc["ts"], camera, label, stem, tuple(paths), need)
-        key = (entry.ts, camera, stem)
+        entry = Entry(doc["ts"], folder, label, stem, tuple(paths), need)
+        key = (entry.ts, folder, stem)
         at = bisect.bisect(self._keys, key)
         self._keys.insert(at, key)
         self._entries.insert(at, entry)

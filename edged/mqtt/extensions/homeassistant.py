@@ -1,4 +1,5 @@
-"""Home Assistant MQTT discovery: one sensor per camera whose state is the current label.
+"""Home Assistant MQTT discovery: one sensor per camera whose state is the current label (one
+per region for a camera with regions).
 
 An extension: discovery goes out (retained) on "broker connected", for the cameras the
 pipeline has at that moment, and again whenever Home Assistant announces itself with its
@@ -14,6 +15,7 @@ from typing import Protocol
 
 from edged.app.events import BrokerConnected, Events
 from edged.config import HomeAssistantConfig
+from edged.frame import split_subject
 from edged.mqtt.contract import Message, Topics, discovery_message
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class HomeAssistant:
         self._expire_after = expire_after  # 3 heartbeat intervals (edged.mqtt.heartbeat)
         self._events = events
         self._cfg = cfg
-        self._cameras = cameras  # the camera set's names, read at each announcement
+        self._cameras = cameras  # the camera set's subjects, read at each announcement
 
     @property
     def birth_topic(self) -> str:
@@ -50,10 +52,11 @@ class HomeAssistant:
         self._link.unsubscribe(self._on_birth)
 
     def send_discovery(self, _: BrokerConnected | None = None) -> None:
-        for camera in self._cameras():
+        for key in self._cameras():
+            camera, region = split_subject(key)
             self._link.publish_now(discovery_message(self._link.topics,
                                                      self._cfg.discovery_prefix, camera,
-                                                     self._expire_after))
+                                                     self._expire_after, region))
 
     def _on_birth(self, msg) -> None:  # noqa: ANN001 - paho MQTTMessage
         if msg.payload.strip() == b"online":

@@ -5,6 +5,8 @@ An extension: it joins "state changed" (on the publisher thread: it only keeps a
 and "broker connected" (each camera's last snapshot again); encoding happens on its own
 thread so publishing never waits for a JPEG encoder. Cameras and their snapshot settings are
 read from the camera set at each change, so cameras added or changed by a reload are seen.
+A region of a camera has its own snapshot (.../{camera}/{region}/snapshot, the whole frame
+with the region outlined, or only the region with roi_only) and its own settings override.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edged.app.events import BrokerConnected, Events, StateChanged
-from edged.config import CameraConfig
+from edged.config import CameraConfig, SnapshotConfig
 from edged.errors import EdgedError
-from edged.frame import Frame
+from edged.frame import Frame, split_subject
 from edged.mqtt.contract import Message, Topics, snapshot_message
 from edged.mqtt.extensions.smoothing import UNKNOWN
-from edged.web.imaging import encode_capped
+from edged.web.imaging import encode_capped, outlined
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,16 @@ def check_snapshot_labels(camera: str, cfg: CameraConfig, labels: list[str]) -> 
                              f"model {cfg.model!r} (labels: {', '.join(labels)})")
 
 
+def check_region_snapshot_labels(camera: str, region: str, snapshot: SnapshotConfig,
+                                 model: str, labels: list[str]) -> None:
+    """The same for a region's snapshot settings, against the region's model."""
+    known = set(labels) | {UNKNOWN}
+    for label in snapshot.labels:
+        if label not in known:
+            raise EdgedError(f"cameras.{camera}.regions.{region}.snapshot.labels: {label!r} "
+                             f"is not a label of model {model!r} (labels: {', '.join(labels)})")
+
+
 @dataclass
 class _Pending:
     frame: Frame
@@ -54,10 +66,11 @@ class Snapshotter:
     counts) and each camera's last snapshot, sent again after every broker connect."""
 
     def __init__(self, link: Link, events: Events,
-                 camera_config: Callable[[str], CameraConfig | None]) -> None:
+                 snapshot_config: Callable[[str], SnapshotConfig | None]) -> None:
         self._link = link
         self._events = events
-        self._camera_config = camera_config  # the camera set's current config of a camera
+        # the camera set's current snapshot settings of a subject (camera or camera/region)
+        self._snapshot_config = snapshot_config
         self._cond = threading.Condition()
         self._pending: dict[str, _Pending] = {}
         self._last: dict[str, Message] = {}
@@ -67,15 +80,16 @@ class Snapshotter:
 
     def _on_change(self, event: StateChanged) -> None:
         """Publisher thread: only hands over a reference."""
-        cfg = self._camera_config(event.camera)
-        if cfg is None or not cfg.snapshot.enabled or event.frame is None:
+        key = event.subject
+        cfg = self._snapshot_config(key)
+        if cfg is None or not cfg.enabled or event.frame is None:
             return
-        if cfg.snapshot.labels and event.state not in cfg.snapshot.labels:
+        if cfg.labels and event.state not in cfg.labels:
             return
         with self._cond:
-            if event.camera in self._pending:
+            if key in self._pending:
                 self.superseded += 1
-            self._pending[event.camera] = _Pending(event.frame, event.state, event.result)
+            self._pending[key] = _Pending(event.frame, event.state, event.result)
             self._cond.notify()
 
     def start(self) -> None:
@@ -118,14 +132,20 @@ class Snapshotter:
                 log.exception("snapshots: camera %s: snapshot failed", camera)
 
     def _send(self, camera: str, item: _Pending) -> None:
-        cfg = self._camera_config(camera)
+        cfg = self._snapshot_config(camera)
         if cfg is None:
             return  # removed by a reload meanwhile
+        name, region = split_subject(camera)
         # The frame's own box: the very pixels the model classified.
-        image = item.frame.region() if cfg.snapshot.roi_only else item.frame.image
-        msg = snapshot_message(self._link.topics, camera,
-                               encode_capped(image, cfg.snapshot.max_bytes), cfg.snapshot.qos,
-                               item.state, item.result, item.frame.index)
+        if cfg.roi_only:
+            image = item.frame.region()
+        elif region is not None and item.frame.box is not None:
+            image = outlined(item.frame.image, [(item.frame.box, region)])
+        else:
+            image = item.frame.image
+        msg = snapshot_message(self._link.topics, name,
+                               encode_capped(image, cfg.max_bytes), cfg.qos,
+                               item.state, item.result, item.frame.index, region)
         self._last[camera] = msg
         self._link.publish_now(msg)
         log.debug("snapshots: camera %s: %s, %d bytes", camera, item.state, len(msg.payload))

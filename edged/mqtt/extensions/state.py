@@ -1,4 +1,6 @@
 """Each camera's retained state: the smoothed label, published on change and on reconnect.
+A camera with regions has one state per region instead (keyed by subject, `camera/region`,
+with the region's smoothing override).
 
 An extension: it joins "result published" (smooths, and on a change publishes the state and
 emits "state changed") and "broker connected" (re-publishes every state, retained).
@@ -14,6 +16,7 @@ from typing import Protocol
 from edged.app.events import (BrokerConnected, Events, HeartbeatDue, ResultPublished,
                               StateChanged)
 from edged.config import SmoothingConfig, StateTopicConfig
+from edged.frame import split_subject
 from edged.mqtt.contract import Message, Topics, state_message, state_payload
 from edged.mqtt.extensions.smoothing import UNKNOWN, Smoother
 from edged.service.metrics import Metrics
@@ -81,27 +84,30 @@ class StateTracker:
             sm = self._tracked(camera)
             if sm is None:
                 return None
-            return state_payload(self._link.topics.node_id, camera, sm.state, sm.score,
+            name, region = split_subject(camera)
+            return state_payload(self._link.topics.node_id, name, sm.state, sm.score,
                                  self._since[camera], self._seq[camera], sm.method,
-                                 self._clock())
+                                 self._clock(), region)
 
     def _on_result(self, event: ResultPublished) -> None:
         result = event.result
         scores = {t["label"]: t["score"] for t in result.get("top_k", [])}
+        key = event.subject
         with self._lock:
-            sm = self._tracked(event.camera)
+            sm = self._tracked(key)
             if sm is None:
                 return
             before = sm.state
             after = sm.update(result["label"], result["score"], scores)
             changed = after != before
             if changed:
-                self._since[event.camera] = result.get("ts", self._clock())
-                self._seq[event.camera] = result.get("seq")
+                self._since[key] = result.get("ts", self._clock())
+                self._seq[key] = result.get("seq")
         if changed:
             self._metrics.state_changes.labels(event.camera).inc()
-            self.publish(event.camera)
-            self._events.emit(StateChanged(event.camera, after, result, event.frame))
+            self.publish(key)
+            self._events.emit(StateChanged(event.camera, after, result, event.frame,
+                                           event.region))
 
     def publish(self, camera: str) -> bool:
         payload = self.payload(camera)
@@ -117,8 +123,10 @@ class StateTracker:
 
     @property
     def cameras(self) -> list[str]:
-        """The cameras with a state: every camera of the pipeline, as it is now."""
-        return [c for c in self._cameras.names() if self._cameras.smoothing(c) is not None]
+        """The subjects with a state: every camera of the pipeline (or each region of a
+        camera with regions), as it is now."""
+        subjects = getattr(self._cameras, "subjects", self._cameras.names)
+        return [c for c in subjects() if self._cameras.smoothing(c) is not None]
 
 
 __all__ = ["UNKNOWN", "StateTracker"]

@@ -1,6 +1,8 @@
 // The edged live view: one card per camera, status from api/status every second,
 // the image from the camera's MJPEG stream (or, with ?mode=poll or when the daemon has no
-// stream slot free, fetched periodically from snapshot.jpg).
+// stream slot free, fetched periodically from snapshot.jpg). A camera with regions has them
+// outlined on the image with their current label and score (drawn by the daemon), and listed
+// under it with their state.
 "use strict";
 
 const mode = new URLSearchParams(location.search).get("mode") || "mjpeg";
@@ -53,12 +55,13 @@ function makeCard(name) {
     dl.append(fields[key]);
   }
   const captures = el("ul", "captures");
-  cap.append(title, now, dl, captures);
+  const regions = el("ul", "regions");
+  cap.append(title, now, dl, regions, captures);
   fig.append(img, cap);
   document.getElementById("cameras").append(fig);
   showImage(img, name);
   return { fig, fields, label: now.firstChild, score: now.lastChild,
-           badge: title.lastChild, captures };
+           badge: title.lastChild, captures, regions };
 }
 
 function fmt(x, digits) {
@@ -93,6 +96,14 @@ function update(status) {
     card.fields.fps.textContent = fmt(cam.fps, 1);
     card.fields.age.textContent = cam.frame_age_s === null ? "—" : fmt(cam.frame_age_s, 2) + " s";
     card.fields.frame.textContent = cam.frame ?? "—";
+    card.regions.replaceChildren(...(cam.regions || []).map((r) => {
+      const li = el("li", "region");
+      li.dataset.region = r.name;
+      li.append(el("span", "name", r.name), el("span", "label", r.label ?? "—"),
+                el("span", "score", r.score === null ? "" : (100 * r.score).toFixed(1) + " %"),
+                el("span", "state", r.state === null ? "" : "state " + r.state));
+      return li;
+    }));
     showCaptures(card.captures, cam.captures || []);
   }
 }
