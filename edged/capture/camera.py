@@ -209,8 +209,10 @@ class Camera:
 
     def _aim_decode(self) -> None:
         if self._source is not None and self._input_hw is not None:
-            self._source.decode_target.hw = target_for(self._input_hw, self.cfg.rotate,
-                                                       self.cfg.roi)
+            # With regions, in full: their boxes are in full-size pixels, and each region is
+            # a part of the frame that needs the headroom of the whole (as with a roi).
+            self._source.decode_target.hw = None if self.cfg.regions else target_for(
+                self._input_hw, self.cfg.rotate, self.cfg.roi)
 
     def lag_s(self) -> float:
         """How far behind its stream the camera is now (0 for sources without timestamps)."""
@@ -244,6 +246,7 @@ class Camera:
         self._wiring = (cfg, dict(schedulers))
         self.cfg = cfg
         self._scheduler = schedulers.get(cfg.model, next(iter(schedulers.values())))
+        self._aim_decode()  # regions added or removed change the decode scale
         return [s for s in old.values() if s not in schedulers.values()]
 
     def request_stop(self, timeout: float = 2.0) -> None:

@@ -173,3 +173,32 @@ def test_resolution_change_moves_fractions_and_tells_of_a_pixel_box_once(caplog)
         "camera cam: region px: box [300, 0, 100, 100] lies outside the 320x240 frame; skipped")
     assert metrics.registry.get_sample_value(
         "edged_frames_dropped_total", {"camera": "cam", "reason": "region_outside"}) == 3
+
+
+def test_a_camera_with_regions_decodes_jpegs_in_full(tmp_path):
+    """Reduced JPEG decodes follow the model input for the whole frame; a region's pixel box
+    is in full-size pixels (and a region is a part of the frame), so regions decode in full,
+    and a reload that adds or removes regions re-aims the decode."""
+    import cv2
+    import numpy as np
+
+    from edged.capture.camera import Camera
+    from edged.inference.scheduler import Scheduler
+    from edged.service.metrics import Metrics
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((960, 1280, 3), np.uint8))
+    plain = CameraConfig(source=str(tmp_path), model="m")
+    regions = CameraConfig(source=str(tmp_path), model="m",
+                           regions={"r": {"box": [640, 480, 640, 480]}})
+    sched = Scheduler()
+    cam = Camera("cam", plain, sched, Metrics())
+    cam.open()
+    try:
+        cam.use_input((96, 96))
+        assert cam._source.decode_target.hw == (96, 96)
+        cam.use_schedulers({"m": sched}, regions)  # a reload adds regions
+        assert cam._source.decode_target.hw is None
+        cam.use_schedulers({"m": sched}, plain)  # and removes them
+        assert cam._source.decode_target.hw == (96, 96)
+    finally:
+        cam.stop()
