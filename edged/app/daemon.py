@@ -178,9 +178,11 @@ class Daemon:
         except OSError as exc:
             raise EdgedError(f"metrics.listen: cannot listen on {self.cfg.metrics.listen}: "
                              f"{exc.strerror or exc}") from None
-        # The sink may have connected before the extensions joined "broker connected":
-        # greet once more so that states and discovery follow the first `online` too.
-        link.request_greet()
+        # The sink connects in the background and may have greeted the broker before the
+        # extensions joined "broker connected": then greet once more, so that states and
+        # discovery follow an `online` too. (A greeting begun later sees every extension.)
+        if getattr(link.sink, "greetings", 0):
+            link.request_greet()
         self._ready = True
         # Models loaded and sources set up; the broker may still be connecting.
         self.notifier.ready(self.status())

@@ -66,6 +66,7 @@ class MqttSink(Sink):
         # Runs on the sender thread after each connect, before `online` is published: the
         # daemon turns it into the "broker connected" event that extensions join.
         self._on_connected = on_connected
+        self.greetings = 0  # connect greetings begun (the daemon reads it once at start)
         # Likewise before each heartbeat's `online` (mqtt.status.interval_s): the "heartbeat"
         # event, on which the state is re-sent (Home Assistant's expire_after feeds on it).
         self._on_beat = on_beat
@@ -356,6 +357,7 @@ class MqttSink(Sink):
     def _greet(self) -> None:
         """After each connect: retained states and discovery (the connected event), then
         `online`, so that a consumer seeing `online` has the current picture."""
+        self.greetings += 1  # counted first: see Daemon.start
         if self._on_connected is not None:
             try:
                 self._on_connected()

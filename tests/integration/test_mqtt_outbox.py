@@ -15,7 +15,7 @@ from edged.config import OutboxConfig, load_config
 from edged.app.daemon import Daemon
 from edged.mqtt.contract import Message
 from edged.mqtt.outbox import Outbox, outbox_path
-from tests.conftest import wait_until, demo_config, start_edged, write_config
+from tests.conftest import demo_config, start_edged, wait_until, write_config
 from tests.helpers.durable import DurableSubscriber, first_seen, persistent_broker
 
 # --- the store ---------------------------------------------------------------------------------
