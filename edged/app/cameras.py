@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from edged.capture.camera import Camera
 from edged.config import CameraConfig, CaptureRulesConfig, SmoothingConfig, SnapshotConfig
@@ -82,46 +83,30 @@ class CameraSet:
                 out.append(camera.name)
         return out
 
-    def smoothing(self, name: str) -> SmoothingConfig | None:
-        """A camera's (or `camera/region`'s: its override, else the camera's) smoothing;
-        None for a subject edged does not have."""
+    def _setting(self, name: str, key: str, whole_camera: bool = True) -> Any:  # noqa: ANN401
+        """Setting `key` of a camera or `camera/region` (the region's override, else the
+        camera's); None for a subject edged does not have. `whole_camera=False`: a camera
+        with regions has none of its own (only its regions do)."""
         camera, region = split_subject(name)
         cfg = self.config(camera)
         if cfg is None:
             return None
         if region is None:
-            return None if cfg.regions else cfg.smoothing
+            return None if cfg.regions and not whole_camera else getattr(cfg, key)
         rcfg = cfg.regions.get(region)
         if rcfg is None:
             return None
-        return rcfg.smoothing or cfg.smoothing
+        return getattr(rcfg, key) or getattr(cfg, key)
+
+    def smoothing(self, name: str) -> SmoothingConfig | None:
+        """Smoothing of a subject; a camera with regions has state only per region."""
+        return self._setting(name, "smoothing", whole_camera=False)
 
     def snapshot(self, name: str) -> SnapshotConfig | None:
-        """The snapshot settings of a camera or `camera/region` (as for smoothing)."""
-        camera, region = split_subject(name)
-        cfg = self.config(camera)
-        if cfg is None:
-            return None
-        if region is None:
-            return cfg.snapshot
-        rcfg = cfg.regions.get(region)
-        if rcfg is None:
-            return None
-        return rcfg.snapshot or cfg.snapshot
+        return self._setting(name, "snapshot")
 
     def capture_rules(self, name: str) -> CaptureRulesConfig | None:
-        """The evidence capture rules of a camera or `camera/region` (the region's own, else
-        the camera's); None for a subject edged does not have."""
-        camera, region = split_subject(name)
-        cfg = self.config(camera)
-        if cfg is None:
-            return None
-        if region is None:
-            return cfg.capture
-        rcfg = cfg.regions.get(region)
-        if rcfg is None:
-            return None
-        return rcfg.capture or cfg.capture
+        return self._setting(name, "capture")
 
     def model_of(self, name: str) -> LoadedModel | None:
         with self._lock:

@@ -21,7 +21,6 @@ from edged.capture.sources import make_source
 from edged.capture.sources.base import IDLE
 from edged.frame import Frame
 from edged.capture.sources.failures import SourceFailure, kind_of, status_kind
-from edged.capture.sources.ffmpeg import capture_options
 from edged.capture.sources.gstreamer import GStreamerSource, opencv_has_gstreamer
 from edged.capture.sources.hotfolder import HotFolderSource
 from edged.capture.sources.mjpeg import HttpSource
@@ -90,12 +89,6 @@ def test_failure_kinds_from_errors_and_status_codes():
     assert kind_of(ValueError()) == "error"
     assert [status_kind(c) for c in (200, 401, 403, 404, 454, 408, 500)] == [
         None, "auth", "auth", "not_found", "not_found", "timeout", "error"]
-
-
-def test_capture_options_keep_the_users_and_let_the_camera_win():
-    assert capture_options({"rtsp_transport": "tcp"}, None) == "rtsp_transport;tcp"
-    assert capture_options({"rtsp_transport": "udp"}, "rtsp_transport;tcp|stimeout;5") == (
-        "rtsp_transport;udp|stimeout;5")
 
 
 def test_rtsp_failures_are_classified_against_a_real_server(frames):
@@ -393,37 +386,6 @@ def test_pipeline_and_url_sources_are_not_made_paths(tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", data))
     assert cfg.cameras["g"].source == "videotestsrc ! appsink"
     assert cfg.cameras["r"].source == "cam.local/stream"
-
-
-def test_ffmpeg_opens_with_the_same_options_overlap_and_others_wait():
-    import threading
-
-    from edged.capture.sources.ffmpeg import _SharedEnv
-
-    env = _SharedEnv()
-    saved = os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
-    try:
-        env.acquire({"rtsp_transport": "tcp"})
-        env.acquire({"rtsp_transport": "tcp"})  # does not wait: same value
-        assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == "rtsp_transport;tcp"
-        seen = []
-        waiter = threading.Thread(target=lambda: (env.acquire({"rtsp_transport": "udp"}),
-                                                  seen.append(os.environ[
-                                                      "OPENCV_FFMPEG_CAPTURE_OPTIONS"])))
-        waiter.start()
-        time.sleep(0.2)
-        assert not seen  # udp waits for both tcp opens
-        env.release()
-        time.sleep(0.1)
-        assert not seen
-        env.release()
-        waiter.join(2)
-        assert seen == ["rtsp_transport;udp"]
-        env.release()
-        assert "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ
-    finally:
-        if saved is not None:
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = saved
 
 
 def test_live_camera_survives_unexpected_errors_and_redacts_them(caplog):
