@@ -32,6 +32,7 @@ from edged.mqtt.contract import Message, Topics, properties, status_message
 
 log = logging.getLogger(__name__)
 
+SUBACK_WAIT_S = 3.0  # how long a subscribe made while connected waits for the broker
 _PROTOCOLS = {"v5": mqtt.MQTTv5, "v3.1.1": mqtt.MQTTv311}
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
@@ -93,6 +94,8 @@ class MqttSink(Sink):
             where=self._servers.describe(), hint=lambda rc: feature_hint(rc, cfg))
         self._rng = random.Random()
         self._subscriptions: list[tuple[str, int, MessageHandler]] = []
+        self._subacks: dict[int, threading.Event] = {}  # mid -> acknowledged
+        self._suback_lock = threading.Lock()  # held across subscribe(): the mid is known
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
 
@@ -106,12 +109,35 @@ class MqttSink(Sink):
 
     # --- set-up by other components, before start() ------------------------------------------
 
-    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
-        """Subscribe on every connect; `handler` runs on paho's thread and must be quick."""
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1,
+                  wait_s: float = SUBACK_WAIT_S) -> None:
+        """Subscribe on every connect; `handler` runs on paho's thread and must be quick.
+
+        Made while connected (an extension a reload turned on), it waits up to `wait_s` for
+        the broker's SUBACK, so that a command sent once the reload is done is not missed.
+        """
         self._subscriptions.append((topic_filter, qos, handler))
         client = self._client
-        if client is not None and self._connected.is_set():
-            client.subscribe(topic_filter, qos=qos)
+        if client is None or not self._connected.is_set():
+            return
+        acked = threading.Event()
+        with self._suback_lock:
+            result, mid = client.subscribe(topic_filter, qos=qos)
+            if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._subacks[mid] = acked
+        # Never wait on paho's own thread: the SUBACK is read there.
+        if mid is not None and threading.current_thread() is not getattr(client, "_thread", None):
+            if not acked.wait(wait_s):
+                log.warning("mqtt: no SUBACK for %s within %.0f s; it is retried on the next "
+                            "connect", topic_filter, wait_s)
+        with self._suback_lock:
+            self._subacks.pop(mid, None)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        with self._suback_lock:
+            acked = self._subacks.get(mid)
+        if acked is not None:
+            acked.set()
 
     def unsubscribe(self, handler: MessageHandler) -> None:
         gone = {f for f, _, h in self._subscriptions if h == handler}
@@ -160,6 +186,7 @@ class MqttSink(Sink):
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         if self._outbox is not None:
             self._outbox.open()
         self._client = client
