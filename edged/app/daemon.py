@@ -250,6 +250,8 @@ class Daemon:
                 self.metrics.reloads.labels("invalid").inc()
                 outcome = ("invalid", f"cannot load {self.config_path}: {type(exc).__name__}")
                 return False
+            for note in new.notes:
+                log.warning("reload: config: %s", note)
             ok = self.apply(new)
             outcome = self._applied
             return ok

@@ -120,7 +120,8 @@ class Camera:
     def policy(self) -> str:
         if self.cfg.policy:
             return self.cfg.policy
-        return "latest" if (self.live or self.cfg.realtime) else "every"
+        paced = self._source is not None and self._source.paced
+        return "latest" if (self.live or paced) else "every"
 
     def open(self) -> None:
         """Choose the source kind and open finite sources now, so a file that cannot be read
@@ -224,8 +225,10 @@ class Camera:
         """Why the camera counts as degraded for lag, or None."""
         if not self._lag.active(time.monotonic()):
             return None
+        src = self._source
+        limit = src.stream.max_lag_s if src is not None and src.stream is not None else 0.0
         return (f"lagging: was {self._lag.worst:.1f}s behind the stream (max_lag_s "
-                f"{self.cfg.max_lag_s:g}); jumped back to live")
+                f"{limit:g}); jumped back to live")
 
     @property
     def schedulers(self) -> dict[str, Scheduler]:
@@ -318,7 +321,7 @@ class Camera:
                 self._offer(src, stop, picture, gate)
             return
         interval = 0.0
-        if self.cfg.realtime and src.fps > 0:
+        if src.paced and src.fps > 0:
             interval = 1.0 / src.fps
         if self.cfg.fps > 0:
             interval = max(interval, 1.0 / self.cfg.fps)
@@ -440,11 +443,11 @@ class Camera:
             self._index += picture.lag_dropped
             captured.inc(picture.lag_dropped)
             self._metrics.frames_dropped.labels(self.name, "lag").inc(dropped)
-            worst = getattr(src.stream, "lag_at_jump", self.cfg.max_lag_s)
+            worst = getattr(src.stream, "lag_at_jump", src.stream.max_lag_s)
             if self._lag.jumped(now, worst):
                 self._lag_log.failure("camera %s: %.1fs behind the stream (max_lag_s %g); "
                                       "dropped %d frames and jumped back to live", self.name,
-                                      worst, self.cfg.max_lag_s, dropped)
+                                      worst, src.stream.max_lag_s, dropped)
         elif self._lag.ended(now):
             self._lag_log.recovered("camera %s: keeping up with the stream again", self.name)
         if not gate.accept(picture.pts, picture.spacing):

@@ -21,12 +21,32 @@ import stat
 import struct
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
+from pydantic import Field
+
 from edged.capture.decode import DecodeTarget, imread_flag
+from edged.config.base import _Strict
 from edged.capture.sources.failures import SourceFailure
+
+
+class JpegSettings(_Strict):
+    """Settings of the kinds that decode still images: image folders, hot folders, HTTP."""
+
+    max_pixels: int = Field(
+        50_000_000, ge=1, description="Images (files, hot folders, HTTP snapshots and MJPEG "
+        "parts) declaring more pixels than this in their header are dropped as too_large, "
+        "never decoded.",
+    )
+    decode_scale: Literal["auto", "off"] = Field(
+        "auto",
+        description="JPEG images (folders, hot folders, HTTP snapshots, MJPEG): auto decodes "
+        "at 1/2, 1/4 or 1/8 scale when the image is at least that many times the model input "
+        "on both sides (libjpeg DCT scaling); off decodes at full size.",
+    )
 
 DEFAULT_MAX_PIXELS = 50_000_000
 # A file larger than this many bytes per allowed pixel (plus room for metadata) is not read:

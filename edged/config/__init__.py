@@ -1,18 +1,21 @@
-"""The YAML configuration: pydantic models, loading, and errors mapped to file lines."""
+"""The YAML configuration: pydantic models, loading, and errors mapped to file lines.
+
+The sections live beside what they configure: the common camera settings in
+`edged.config.camera`, each source kind's own in its file under `edged/capture/sources/`,
+models in `edged.config.model`; this module holds the root `Config` and the loader.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
+    PrivateAttr,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -20,51 +23,35 @@ from pydantic import (
 )
 
 from edged.errors import ConfigError
+from edged.config.base import NAME_RULE, Name, ReconnectConfig, _Strict, _topic_safe, safe_name
+from edged.config.camera import (
+    RESERVED_REGION_NAMES,
+    CameraConfig,
+    CaptureRulesConfig,
+    RegionConfig,
+    SmoothingConfig,
+    SnapshotConfig,
+    is_path_source,
+    kind_of,
+    kind_settings,
+    source_kinds,
+)
+from edged.config.model import ExternalDelegateConfig, ModelConfig
 from edged.config.yamlpos import YamlError, line_for, load_with_lines
+
+__all__ = [
+    "NAME_RULE", "RESERVED_REGION_NAMES", "CameraConfig", "CaptureConfig", "CaptureRulesConfig",
+    "CommandsConfig", "Config", "ExternalDelegateConfig", "HomeAssistantConfig",
+    "MetricsConfig", "ModelConfig", "MqttConfig", "Name", "OutboxConfig", "ReconnectConfig",
+    "RegionConfig", "SmoothingConfig", "SnapshotConfig", "StateTopicConfig",
+    "StatusTopicConfig", "TlsConfig", "WebAuthConfig", "WebConfig", "is_path_source",
+    "load_config", "resolve_config_path", "safe_name", "split_listen", "split_server",
+]
 
 DEFAULT_CONFIG = "/etc/edged/config.yaml"
 # Refused unread beyond this: a config is a few KiB; a bigger file is the wrong file (a log,
 # a video) and parsing it would only take time and memory (README: Configuration).
 MAX_CONFIG_BYTES = 1024 * 1024
-# Names become MQTT topic levels and Home Assistant object ids: Home Assistant accepts only
-# [a-zA-Z0-9_-] there, and some brokers (NATS) map '/' to '.', so '.' is out as well.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-NAME_RULE = "use only letters, digits, '_' and '-'"
-
-
-def _topic_safe(value: str) -> str:
-    if not _NAME_RE.fullmatch(value):
-        hint = ""
-        suggestion = safe_name(value)
-        if suggestion != value and suggestion != "edged":
-            hint = f"; e.g. {suggestion!r}"
-        raise ValueError(f"{NAME_RULE} (it becomes an MQTT topic level and a Home Assistant "
-                         f"id){hint}")
-    return value
-
-
-def safe_name(value: str) -> str:
-    """`value` with every character outside the name rule replaced by '_' (for hints and the
-    default node_id from the host name)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", value).strip("_") or "edged"
-
-
-Name = Annotated[str, AfterValidator(_topic_safe)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class ReconnectConfig(_Strict):
-    initial_s: float = Field(1.0, gt=0, description="First retry delay in seconds; doubles each try.")
-    max_s: float = Field(30.0, gt=0, description="Largest retry delay in seconds.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ReconnectConfig:
-        if self.max_s < self.initial_s:
-            raise ValueError("max_s must be >= initial_s")
-        return self
 
 
 class TopicClassConfig(_Strict):
@@ -278,152 +265,6 @@ class MqttConfig(_PasswordSources):
         return v
 
 
-class ExternalDelegateConfig(_Strict):
-    library: str = Field(..., min_length=1, description="Path or name of the delegate's shared "
-                         "library (loaded with load_delegate).")
-    options: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Options passed to the delegate, as key: value."
-    )
-
-
-class ModelConfig(_Strict):
-    path: str = Field(..., description="TFLite model file (relative to the config file).")
-    labels: str | None = Field(
-        None, description="Labels file, one per line (relative to the config file)."
-    )
-    threads: int = Field(1, ge=1, le=64, description="Interpreter threads per worker.")
-    workers: int = Field(2, ge=1, le=64, description="Worker threads, each owning an interpreter.")
-    top_k: int = Field(3, ge=1, description="How many best classes each result lists.")
-    mean: float | list[float] | None = Field(
-        None, description="Input normalization mean (scalar or per channel); default 127.5."
-    )
-    std: float | list[float] | None = Field(
-        None, description="Input normalization std (scalar or per channel); default 127.5."
-    )
-
-    resize: Literal["stretch", "center-crop", "letterbox"] = Field(
-        "stretch", description="How a frame is fitted to the input size: stretch (whole frame, "
-        "aspect not kept), center-crop (centred region of the model's aspect) or letterbox "
-        "(whole frame, aspect kept, black bars)."
-    )
-    output: Literal["auto", "probabilities", "logits"] = Field(
-        "auto", description="Output kind: logits get a softmax; auto decides from the output's "
-        "quantization and values (README: Outputs)."
-    )
-    output_tensor: int | str | None = Field(
-        None, description="Models with several outputs: the output to use, by index or name; "
-        "default the first."
-    )
-    delegate: Literal["edgetpu", "gpu", "npu"] | ExternalDelegateConfig | None = Field(
-        None, description="Accelerator: edgetpu (libedgetpu.so.1), gpu or npu (LiteRT hardware "
-        "accelerators, with CPU for unsupported ops), or {library, options} for any external "
-        "delegate; default none (CPU, XNNPACK)."
-    )
-    device: str | None = Field(
-        None, description="Edge TPU to use: usb, usb:N or pci:N; default the first found."
-    )
-    fallback: Literal["cpu", "fail"] = Field(
-        "cpu", description="When the accelerator cannot load or fails mid-run: cpu (run on the "
-        "CPU model, retry the accelerator every retry_s) or fail (stop with an error)."
-    )
-    cpu_path: str | None = Field(
-        None, description="CPU version of an accelerator-compiled model (an Edge TPU model's "
-        "twin) for the CPU fallback; default the model itself."
-    )
-    retry_s: float = Field(
-        60.0, gt=0, description="After a fallback to the CPU, retry the accelerator this often."
-    )
-    invoke_timeout_s: float = Field(
-        5.0, ge=0, description="An accelerator invoke taking longer counts as failed (0: no "
-        "limit)."
-    )
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"(usb|pci)(:\d+)?", v):
-            raise ValueError("expected usb, usb:N, pci or pci:N")
-        return v
-
-    @field_validator("std")
-    @classmethod
-    def _std_nonzero(cls, v: float | list[float] | None) -> float | list[float] | None:
-        values = v if isinstance(v, list) else [v] if v is not None else []
-        if any(x == 0 for x in values):
-            raise ValueError("std must not be 0")
-        return v
-
-
-class SmoothingConfig(_Strict):
-    method: Literal["none", "majority", "ema"] = Field(
-        "majority", description="none: each frame; majority: K of the last N; ema: moving average."
-    )
-    window: int = Field(5, ge=1, le=1000, description="N: frames considered (ema: its span).")
-    min_votes: int = Field(3, ge=1, description="K: votes a new label needs (majority).")
-    min_score: float = Field(
-        0.5, ge=0, le=1, description="Below this score a frame votes `unknown` (ema: threshold)."
-    )
-
-    @model_validator(mode="after")
-    def _votes(self) -> SmoothingConfig:
-        if self.min_votes > self.window:
-            raise ValueError("min_votes must be <= window")
-        return self
-
-
-class SnapshotConfig(_Strict):
-    enabled: bool = Field(
-        False, description="Publish a JPEG to {prefix}/{node_id}/{camera}/snapshot (retained) "
-        "when the state changes to one of `labels`.",
-    )
-    labels: list[str] = Field(
-        default_factory=list, description="States that trigger a snapshot; empty = every change."
-    )
-    roi_only: bool = Field(
-        False, description="Send only the region of interest (the camera's `roi`), if one is set."
-    )
-    max_bytes: int = Field(
-        256 * 1024, ge=4096, description="Largest JPEG sent; larger ones are re-encoded at lower "
-        "quality, then smaller size, until they fit.",
-    )
-    qos: Literal[0, 1, 2] = Field(1, description="QoS of snapshot messages.")
-
-
-class CaptureRulesConfig(_Strict):
-    """Which of a camera's frames are kept as evidence (any rule set turns capture on)."""
-
-    labels: list[str] = Field(
-        default_factory=list, description="Capture frames whose per-frame label is one of "
-        "these (rejects, alarms).",
-    )
-    states: list[str] = Field(
-        default_factory=list, description="Capture the frame that changed the smoothed state "
-        "to one of these (needs mqtt.state.enabled).",
-    )
-    below_score: float = Field(
-        0.0, ge=0, le=1, description="Capture frames whose top-1 score is below this "
-        "(uncertain ones, to label and retrain); 0 = off.",
-    )
-    sample: float = Field(
-        0.0, ge=0, le=1, description="Capture this fraction of all frames at random; 0 = off.",
-    )
-    max_per_minute: float = Field(
-        600, gt=0, description="Rate cap of each rule: this many a minute, up to 10 seconds' "
-        "worth at once; frames over it are counted, not written.",
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.labels or self.states or self.below_score > 0 or self.sample > 0)
-
-    @field_validator("labels", "states")
-    @classmethod
-    def _no_blank(cls, v: list[str]) -> list[str]:
-        if any(not x.strip() for x in v):
-            raise ValueError("labels must not be empty strings")
-        return v
-
-
 class CaptureConfig(_Strict):
     dir: str | None = Field(
         None, description="Folder of the captures; default captures/ under $STATE_DIRECTORY, "
@@ -456,221 +297,6 @@ class CaptureConfig(_Strict):
 
 
 # Region names become a topic level next to these, so they cannot be one of them.
-RESERVED_REGION_NAMES = frozenset({"result", "state", "snapshot", "cmd", "reply", "capture",
-                                   "captures"})
-
-
-class RegionConfig(_Strict):
-    """One named rectangle of a camera's upright frame, classified on its own (issue 17)."""
-
-    box: list[int] | None = Field(
-        None, description="[x, y, w, h] in pixels of the upright (rotated, flipped) frame."
-    )
-    fraction: list[float] | None = Field(
-        None, description="[x, y, w, h] as fractions (0..1) of the frame's width and height, "
-        "so the region survives a resolution change.",
-    )
-    model: str | None = Field(None, description="Model to run on this region; default the "
-                              "camera's.")
-    top_k: int | None = Field(None, ge=1, description="Classes listed per result; default "
-                              "the model's top_k.")
-    smoothing: SmoothingConfig | None = Field(
-        None, description="The region's state smoothing; default the camera's."
-    )
-    snapshot: SnapshotConfig | None = Field(
-        None, description="The region's snapshots; default the camera's."
-    )
-    capture: CaptureRulesConfig | None = Field(
-        None, description="The region's evidence capture rules; default the camera's."
-    )
-
-    @field_validator("box")
-    @classmethod
-    def _box(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
-            raise ValueError("expected [x, y, w, h] in pixels with x, y >= 0 and w, h > 0")
-        return v
-
-    @field_validator("fraction")
-    @classmethod
-    def _fraction(cls, v: list[float] | None) -> list[float] | None:
-        if v is None:
-            return v
-        if len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0:
-            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
-        if v[0] + v[2] > 1 + 1e-9 or v[1] + v[3] > 1 + 1e-9:
-            raise ValueError("lies outside the frame: x + w and y + h must be <= 1")
-        return v
-
-    @model_validator(mode="after")
-    def _one_shape(self) -> RegionConfig:
-        if (self.box is None) == (self.fraction is None):
-            raise ValueError("give exactly one of box (pixels) or fraction (of the frame)")
-        return self
-
-
-def _region_name(value: str) -> str:
-    _topic_safe(value)
-    if value in RESERVED_REGION_NAMES:
-        raise ValueError(f"{value!r} is reserved (it is a topic level of the camera)")
-    return value
-
-
-RegionName = Annotated[str, AfterValidator(_region_name)]
-
-
-class CameraConfig(_Strict):
-    source: str | int = Field(
-        ...,
-        description="Video file, image folder or glob, /dev/videoN or index, rtsp:// or http(s):// URL.",
-    )
-    model: str = Field("default", description="Name of the entry under `models` to run.")
-    enabled: bool = Field(True, description="Whether this camera runs.")
-    fps: float = Field(0, ge=0, description="Max processing rate; 0 = as fast as frames come.")
-    loop: bool = Field(False, description="Files: start over at the end.")
-    realtime: bool = Field(False, description="Files: pace at the file's own frame rate.")
-    policy: Literal["latest", "every"] | None = Field(
-        None,
-        description="latest: keep only the newest frame (live default); every: drop nothing "
-        "(file default).",
-    )
-    timeout_s: float = Field(
-        10.0, gt=0, description="Live sources: reconnect after this long without a frame."
-    )
-    reconnect: ReconnectConfig = Field(
-        default_factory=ReconnectConfig, description="Live source reconnect backoff."
-    )
-    smoothing: SmoothingConfig = Field(
-        default_factory=SmoothingConfig, description="How the retained state follows results."
-    )
-    type: Literal["video", "images", "v4l2", "rtsp", "http", "gstreamer"] | None = Field(
-        None,
-        description="Source kind; default chosen from `source` (URL scheme, /dev/, folder, "
-        "glob, ' ! ' for a GStreamer pipeline, else a video file).",
-    )
-    watch: bool = Field(
-        False, description="Image folders: keep watching for new images (a hot folder)."
-    )
-    done_dir: str | None = Field(
-        None,
-        description="Hot folder: move each file here once its result is handed to MQTT "
-        "(relative to the watched folder).",
-    )
-    settle_s: float = Field(
-        0.5, ge=0, description="Hot folder: a file is read once its size and time are unchanged "
-        "this long (so half-written files are not read).",
-    )
-    failed_dir: str | None = Field(
-        None,
-        description="Hot folder: move files that are empty, too large or cannot be decoded "
-        "here (relative to the watched folder); default `failed` beside done_dir, or inside "
-        "the watched folder without done_dir.",
-    )
-    max_frame_bytes: int = Field(
-        32 * 1024 * 1024, ge=1024, description="HTTP cameras: the largest MJPEG part or JPEG "
-        "snapshot body; a larger one is refused (decode) without being buffered.",
-    )
-    max_pixels: int = Field(
-        50_000_000, ge=1, description="Images (files, hot folders, HTTP snapshots and MJPEG "
-        "parts) declaring more pixels than this in their header are dropped as too_large, "
-        "never decoded.",
-    )
-    max_age_ms: float = Field(
-        0, ge=0, description="Drop frames older than this before inference; 0 = never."
-    )
-    roi: list[int] | None = Field(
-        None, description="[x, y, w, h] region of the (rotated, flipped) frame to classify."
-    )
-    rotate: Literal[0, 90, 180, 270] = Field(0, description="Clockwise rotation in degrees.")
-    flip: Literal["none", "horizontal", "vertical", "both"] = Field(
-        "none", description="Mirror the frame (after rotation)."
-    )
-    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
-    decode: Literal["auto", "all", "keyframes"] = Field(
-        "auto",
-        description="Live video (RTSP, HTTP video, realtime files): which frames to decode. "
-        "keyframes: only keyframes (results come from keyframes only); all: every frame; "
-        "auto: keyframes when `fps` is at or below the stream's keyframe rate (learnt from the "
-        "stream), else all.",
-    )
-    max_lag_s: float = Field(
-        2.0, gt=0, description="Live video: when edged is this far behind the stream, it drops "
-        "what is queued and jumps back to live (counted as reason=lag).",
-    )
-    ffmpeg_options: dict[str, str] = Field(
-        default_factory=dict,
-        description="Live video: FFmpeg options for this camera's stream (e.g. "
-        "{rtsp_flags: prefer_tcp, buffer_size: '1048576'}); they win over edged's own.",
-    )
-    decoder_threads: int = Field(
-        1, ge=0, le=16, description="Live video: decoder threads for this camera (slice "
-        "threads, no added delay); 0 = FFmpeg's choice.",
-    )
-    decode_scale: Literal["auto", "off"] = Field(
-        "auto",
-        description="JPEG images (folders, hot folders, HTTP snapshots, MJPEG): auto decodes "
-        "at 1/2, 1/4 or 1/8 scale when the image is at least that many times the model input "
-        "on both sides (libjpeg DCT scaling); off decodes at full size.",
-    )
-    v4l2: V4l2Config = Field(
-        default_factory=lambda: V4l2Config(), description="V4L2 device settings."
-    )
-    snapshot: SnapshotConfig = Field(
-        default_factory=SnapshotConfig, description="JPEG snapshots over MQTT on state changes."
-    )
-    capture: CaptureRulesConfig = Field(
-        default_factory=CaptureRulesConfig, description="Evidence captures: which frames are "
-        "written to the capture folder (top-level `capture` says where and how much)."
-    )
-
-
-    regions: dict[RegionName, RegionConfig] = Field(
-        default_factory=dict, description="Named rectangles of the frame, each classified on "
-        "its own with its own results, seq and state; empty = the whole frame (or roi)."
-    )
-
-    def models_used(self) -> set[str]:
-        """Every model this camera needs: its own (commands and health read it), and its
-        regions' overrides."""
-        return {self.model} | {r.model for r in self.regions.values() if r.model is not None}
-
-    def known_size(self) -> tuple[int, int] | None:
-        """(width, height) of the upright frame when the config fixes it (V4L2 width and
-        height), else None: the stream's first frame tells."""
-        if self.v4l2.width is None or self.v4l2.height is None:
-            return None
-        w, h = self.v4l2.width, self.v4l2.height
-        return (h, w) if self.rotate in (90, 270) else (w, h)
-
-    @field_validator("roi")
-    @classmethod
-    def _roi(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
-            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
-        return v
-
-    @model_validator(mode="after")
-    def _hot_folder(self) -> CameraConfig:
-        if self.done_dir is not None and not self.watch:
-            raise ValueError("done_dir needs watch: true")
-        if self.failed_dir is not None and not self.watch:
-            raise ValueError("failed_dir needs watch: true")
-        if self.watch and self.type not in (None, "images"):
-            raise ValueError(f"watch: true is for image folders, not type {self.type}")
-        if self.regions and self.roi is not None:
-            raise ValueError("give roi or regions, not both (a region is a named roi)")
-        return self
-
-
-class V4l2Config(_Strict):
-    pixel_format: str | None = Field(
-        None, min_length=4, max_length=4, description="FOURCC to ask for, e.g. MJPG or YUYV."
-    )
-    width: int | None = Field(None, gt=0, description="Width to ask the device for.")
-    height: int | None = Field(None, gt=0, description="Height to ask the device for.")
-    fps: float | None = Field(None, gt=0, description="Frame rate to ask the device for.")
-
-
 class MetricsConfig(_Strict):
     enabled: bool = Field(True, description="Serve Prometheus metrics.")
     listen: str = Field("127.0.0.1:9108", description="HOST:PORT of the metrics listener.")
@@ -722,7 +348,9 @@ class Config(_Strict):
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
     models: dict[Name, ModelConfig] = Field(..., description="Models by name.")
-    cameras: dict[Name, CameraConfig] = Field(..., description="Cameras by name.")
+    # SerializeAsAny: each camera is its source kind's model and dumps all of its settings.
+    cameras: dict[Name, SerializeAsAny[CameraConfig]] = Field(
+        ..., description="Cameras by name; each takes the settings of its source kind too.")
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Prometheus metrics listener."
     )
@@ -733,6 +361,30 @@ class Config(_Strict):
         default_factory=CaptureConfig, description="Evidence captures: where, retention, "
         "free-space floor (the rules are per camera)."
     )
+
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """Settings accepted but without effect (another source kind's), one line each:
+        `dotted.key: reason`, or `FILE:LINE: dotted.key: reason` from load_config."""
+        return self._notes
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _settings_of_other_kinds(cls, data: Any, handler: Any, info: ValidationInfo) -> Config:  # noqa: ANN401
+        """A camera setting of another source kind (`transport` on a video file, as in a
+        config copied from the example, which lists every key) is dropped with a note when it
+        is set to something other than its default, so older configs keep working."""
+        notes: list[str] = []
+        if isinstance(data, dict) and isinstance(data.get("cameras"), dict):
+            base = (info.context or {}).get("base_dir")
+            data = {**data, "cameras": {
+                name: _drop_other_kinds(str(name), cam, base, notes)
+                for name, cam in data["cameras"].items()}}
+        cfg = handler(data)
+        cfg._notes = notes
+        return cfg
 
     @field_validator("node_id")
     @classmethod
@@ -757,6 +409,36 @@ class Config(_Strict):
         if problems:
             raise ValueError(CROSS_CHECK + "\n".join(problems))
         return self
+
+
+def _drop_other_kinds(name: str, cam: Any, base: str | None, notes: list[str]) -> Any:  # noqa: ANN401
+    if not isinstance(cam, dict):
+        return cam
+    kind = kind_of(cam, base)
+    models = source_kinds()
+    if kind not in models:
+        return cam  # CameraConfig reports the source or type
+    own, others = models[kind].model_fields, kind_settings()
+    kept = {}
+    for key, value in cam.items():
+        if key in own or key not in others:
+            kept[key] = value
+            continue
+        owners = sorted(others[key])
+        field = models[owners[0]].model_fields[key]
+        default = field.get_default(call_default_factory=True)
+        if not _is_default(value, default.model_dump() if hasattr(default, "model_dump")
+                           else default):
+            how = "" if "type" in cam else ", from its source"
+            notes.append(f"cameras.{name}.{key}: ignored: a setting of {' and '.join(owners)} "
+                         f"sources, and this camera is {kind}{how}")
+    return kept
+
+
+def _is_default(value: Any, default: Any) -> bool:  # noqa: ANN401
+    if isinstance(value, dict) and isinstance(default, dict):
+        return all(k in default and _is_default(v, default[k]) for k, v in value.items())
+    return bool(value == default)
 
 
 def cross_problems(cfg: Config) -> list[str]:
@@ -814,12 +496,6 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def is_path_source(source: str | int) -> bool:
-    """A source that names a file, folder or glob (not a device, index or URL)."""
-    return (isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
-            and " ! " not in source)  # a GStreamer pipeline is not a path
-
-
 def resolve_config_path(cli_path: str | None) -> str:
     """-c wins over $EDGED_CONFIG, which wins over the default."""
     return cli_path or os.environ.get("EDGED_CONFIG") or DEFAULT_CONFIG
@@ -840,13 +516,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a YAML mapping of keys"])
     try:
-        cfg = Config.model_validate(data, context={"cross_checks": False})
+        cfg = Config.model_validate(data, context={"cross_checks": False,
+                                                   "base_dir": str(path.resolve().parent)})
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, lines, exc)) from None
     except (RecursionError, ValueError, TypeError) as exc:  # a last resort, never a traceback
         raise ConfigError([f"{path}:1: cannot validate the config: {type(exc).__name__}: "
                            f"{str(exc)[:200]}"]) from None
-    return _resolve(cfg, path, lines)
+    cfg = _resolve(cfg, path, lines)
+    cfg._notes = [f"{path}:{line_for(lines, tuple(note.partition(': ')[0].split('.')))}: {note}"
+                  for note in cfg.notes]
+    return cfg
 
 
 def read_config_text(path: Path) -> str:
@@ -940,7 +620,7 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
             if not os.path.isfile(model.labels):
                 error(("models", name, "labels"), f"labels file not found: {model.labels}")
     for name, cam in cfg.cameras.items():
-        if is_path_source(cam.source) and cam.type in (None, "video", "images"):
+        if is_path_source(cam.source) and cam.type in ("video", "images"):
             cam.source = fix(str(cam.source))
     mqtt = cfg.mqtt
     for key in ("password_file",):

@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             path = resolve_config_path(args.config)
-            load_config(path)
+            cfg = load_config(path)
+            for note in cfg.notes:  # accepted, but worth knowing
+                print(f"warning: {note}", file=sys.stderr)
             print(f"{path}: ok")
             return 0
         if args.command == "reload-wait":
@@ -217,6 +219,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = load_config(path)
     setup_logging(args.log_level or cfg.log_level, getattr(args, "log_format", "text"))
+    for note in cfg.notes:
+        logging.getLogger("edged.config").warning("config: %s", note)
     notifier = Notifier.from_env(os.environ)
     try:
         Daemon(cfg, config_path=path, notifier=notifier, environ=os.environ).run(stop, reload)

@@ -59,6 +59,7 @@ def test_kind_from_source_or_type(tmp_path, source, kw, key):
 
 
 def test_watch_on_a_non_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"not a folder")
     with pytest.raises(SourceError, match="watch: true needs an image folder"):
         make_source(cam(str(tmp_path / "a.mp4"), watch=True))
 
@@ -361,11 +362,12 @@ def test_frames_older_than_max_age_are_dropped_before_inference(tmp_path):
     ({"flip": "sideways"}, "cameras.c.flip: "),
     ({"transport": "http"}, "cameras.c.transport: "),
     ({"type": "onvif"}, "cameras.c.type: "),
-    ({"done_dir": "done"}, "cameras.c: done_dir needs watch: true"),
-    ({"failed_dir": "bad"}, "cameras.c: failed_dir needs watch: true"),
-    ({"max_pixels": 0}, "cameras.c.max_pixels"),
-    ({"watch": True, "type": "rtsp"}, "cameras.c: watch: true is for image folders"),
-    ({"v4l2": {"pixel_format": "MJPEG"}}, "cameras.c.v4l2.pixel_format: "),
+    ({"source": "imgs/*.jpg", "done_dir": "done"}, "cameras.c: done_dir needs watch: true"),
+    ({"source": "imgs/*.jpg", "failed_dir": "bad"}, "cameras.c: failed_dir needs watch: true"),
+    ({"source": "imgs/*.jpg", "max_pixels": 0}, "cameras.c.max_pixels"),
+    ({"source": "http://cam/x", "max_pixels": 0}, "cameras.c.max_pixels"),
+    ({"source": "/dev/video0", "v4l2": {"pixel_format": "MJPEG"}},
+     "cameras.c.v4l2.pixel_format: "),
     ({"max_age_ms": -1}, "cameras.c.max_age_ms: "),
 ])
 def test_bad_live_source_config_is_one_line_with_its_key(tmp_path, camera, message):
@@ -377,6 +379,18 @@ def test_bad_live_source_config_is_one_line_with_its_key(tmp_path, camera, messa
         load_config(write_config(tmp_path / "c.yaml", data))
     assert len(info.value.lines) == 1
     assert message in info.value.lines[0], info.value.lines
+
+
+def test_another_kinds_setting_on_a_live_camera_is_ignored_with_a_note(tmp_path):
+    """watch: true on an RTSP camera was an error; like every setting of another kind it is
+    now ignored, with one line naming the key and the kinds it belongs to."""
+    data = demo_config(1883)
+    data["cameras"] = {"c": {"source": "rtsp://cam/x", "type": "rtsp", "watch": True}}
+    cfg = load_config(write_config(tmp_path / "c.yaml", data))
+    (note,) = cfg.notes
+    assert note.endswith("cameras.c.watch: ignored: a setting of images sources, and this "
+                         "camera is rtsp")
+    assert not hasattr(cfg.cameras["c"], "watch")
 
 
 def test_pipeline_and_url_sources_are_not_made_paths(tmp_path):

@@ -25,11 +25,40 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 
+from pydantic import Field
+
+from edged.config.base import _Strict
 from edged.capture.sources.failures import SourceFailure
 from edged.capture.sources.url import redact
+
+
+class LiveVideoSettings(_Strict):
+    """Settings of the kinds decoded through PyAV: RTSP, HTTP video, realtime video files."""
+
+    decode: Literal["auto", "all", "keyframes"] = Field(
+        "auto",
+        description="Live video (RTSP, HTTP video, realtime files): which frames to decode. "
+        "keyframes: only keyframes (results come from keyframes only); all: every frame; "
+        "auto: keyframes when `fps` is at or below the stream's keyframe rate (learnt from the "
+        "stream), else all.",
+    )
+    max_lag_s: float = Field(
+        2.0, gt=0, description="Live video: when edged is this far behind the stream, it drops "
+        "what is queued and jumps back to live (counted as reason=lag).",
+    )
+    ffmpeg_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Live video: FFmpeg options for this camera's stream (e.g. "
+        "{rtsp_flags: prefer_tcp, buffer_size: '1048576'}); they win over edged's own.",
+    )
+    decoder_threads: int = Field(
+        1, ge=0, le=16, description="Live video: decoder threads for this camera (slice "
+        "threads, no added delay); 0 = FFmpeg's choice.",
+    )
 
 
 class Picture:
@@ -207,6 +236,10 @@ class AvStream:
     def mode(self) -> str:
         """What is decoded now: keyframes or all."""
         return "keyframes" if self.skip_nonkey else "all"
+
+    @property
+    def max_lag_s(self) -> float:
+        return self._max_lag
 
     def lag_now(self) -> float:
         """How far behind the stream edged is at this moment (grows while no packet is read)."""

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from edged.capture.decode import DecodeTarget
-from edged.config import CameraConfig
+from edged.config.camera import CameraConfig
 from edged.errors import SourceError
 
 from edged.capture.sources.url import redact
@@ -30,6 +30,11 @@ class Source(ABC):
     """A frame source. `open()` and `read()` raise SourceError; `close()` is idempotent."""
 
     key: ClassVar[str]
+    # The kind's own settings (a CameraConfig subclass in the kind's file), and where it comes
+    # in when `type` is inferred from `source` (the first kind that accepts it, lowest first).
+    config_model: ClassVar[type[CameraConfig]] = CameraConfig
+    priority: ClassVar[int] = 100
+    selectable: ClassVar[bool] = True  # a `type` of its own (the hot folder is `images`)
     live: ClassVar[bool] = False  # live sources are reopened on failure and drop stale frames
     # Timed sources (video through PyAV) have read_picture(): a Picture with its pts and lag,
     # converted to an array only if the camera takes it, and `stream` (lag_now()).
@@ -63,6 +68,11 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @property
+    def paced(self) -> bool:
+        """Read at the source's own frame rate although it is a file (`realtime: true`)."""
+        return False
+
     def read_picture(self):  # noqa: ANN201 - Picture | None (end of a file) | IDLE
         raise NotImplementedError(f"{self.key} is not a timed source")
 
@@ -76,30 +86,7 @@ class Source(ABC):
         return redact(str(self.cfg.source))
 
 
-# Which kind handles a `source` when no `type` is given: the first that accepts it.
-_ORDER = ("rtsp", "http", "v4l2", "gstreamer", "images", "video")
-
-
 def make_source(cfg: CameraConfig) -> Source:
-    # Importing the implementations registers them; kept out of package import.
-    from edged.capture.sources import (  # noqa: F401
-        gstreamer,
-        hotfolder,
-        images,
-        mjpeg,
-        rtsp,
-        v4l2,
-        video,
-    )
+    from edged.capture.sources.registry import source_class
 
-    if cfg.type is not None:
-        key = cfg.type
-    else:
-        key = next((k for k in _ORDER if SOURCES[k].accepts(cfg.source)), "")
-        if not key:
-            raise SourceError(f"no source kind handles {cfg.source!r}")
-    if cfg.watch:
-        if key != "images" or not isinstance(cfg.source, str):
-            raise SourceError("watch: true needs an image folder as source")
-        key = "hotfolder"
-    return SOURCES[key](cfg)
+    return source_class(cfg)(cfg)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 
+from typing import Literal
+
 import cv2
 import numpy as np
 
+from edged.config.camera import CameraConfig
 from edged.errors import SourceError
 from edged.capture.sources.capture import CaptureSource
 from edged.capture.sources.failures import SourceFailure
@@ -22,8 +25,16 @@ def opencv_has_gstreamer(build_information: str | None = None) -> bool:
     return re.search(r"^\s*GStreamer:\s*YES", info, re.MULTILINE) is not None
 
 
+class GStreamerCameraConfig(CameraConfig):
+    """An OpenCV GStreamer pipeline ending in appsink."""
+
+    type: Literal["gstreamer"] = "gstreamer"
+
+
 class GStreamerSource(CaptureSource):
     key = "gstreamer"
+    config_model = GStreamerCameraConfig
+    priority = 40
     live = True
 
     @classmethod

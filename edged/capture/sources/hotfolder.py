@@ -29,7 +29,7 @@ import numpy as np
 from edged.capture.imagedecode import ImageRejected, read_image_file, safe_name
 from edged.capture.sources.base import IDLE, Source
 from edged.capture.sources.failures import SourceFailure
-from edged.capture.sources.images import IMAGE_EXTENSIONS
+from edged.capture.sources.images import IMAGE_EXTENSIONS, ImagesCameraConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ Signature = tuple[int, int]  # (size, mtime_ns)
 
 class HotFolderSource(Source):
     key = "hotfolder"
+    config_model = ImagesCameraConfig  # `type: images` with `watch: true`
+    selectable = False
+
+    cfg: ImagesCameraConfig
 
     def __init__(self, cfg, clock: Callable[[], float] = time.monotonic) -> None:  # noqa: ANN001
         super().__init__(cfg)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import glob
 import os
 
-import numpy as np
+from typing import Literal
 
-from edged.capture.imagedecode import ImageRejected, read_image_file, safe_name
-from edged.config import is_path_source
+import numpy as np
+from pydantic import Field, model_validator
+
+from edged.capture.imagedecode import ImageRejected, JpegSettings, read_image_file, safe_name
+from edged.config.camera import CameraConfig, is_path_source
 from edged.errors import SourceError
 from edged.capture.sources.base import Source
 
@@ -27,8 +30,45 @@ def list_images(source: str) -> list[str]:
     return sorted(n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(n))
 
 
+class ImagesCameraConfig(CameraConfig, JpegSettings):
+    """An image folder or glob; with `watch: true` a hot folder (hotfolder.py)."""
+
+    type: Literal["images"] = "images"
+    loop: bool = Field(False, description="Files: start over at the end.")
+    watch: bool = Field(
+        False, description="Image folders: keep watching for new images (a hot folder)."
+    )
+    done_dir: str | None = Field(
+        None,
+        description="Hot folder: move each file here once its result is handed to MQTT "
+        "(relative to the watched folder).",
+    )
+    settle_s: float = Field(
+        0.5, ge=0, description="Hot folder: a file is read once its size and time are unchanged "
+        "this long (so half-written files are not read).",
+    )
+    failed_dir: str | None = Field(
+        None,
+        description="Hot folder: move files that are empty, too large or cannot be decoded "
+        "here (relative to the watched folder); default `failed` beside done_dir, or inside "
+        "the watched folder without done_dir.",
+    )
+
+    @model_validator(mode="after")
+    def _hot_folder(self) -> ImagesCameraConfig:
+        if self.done_dir is not None and not self.watch:
+            raise ValueError("done_dir needs watch: true")
+        if self.failed_dir is not None and not self.watch:
+            raise ValueError("failed_dir needs watch: true")
+        return self
+
+
 class ImageFolderSource(Source):
     key = "images"
+    config_model = ImagesCameraConfig
+    priority = 50  # a folder or glob, before `video` takes any path
+
+    cfg: ImagesCameraConfig
 
     def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)

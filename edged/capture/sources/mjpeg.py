@@ -18,23 +18,41 @@ import http.client
 import ssl
 from urllib.parse import urlsplit
 
+from typing import Literal
+
 import cv2
 import numpy as np
+from pydantic import Field
 
-from edged.capture.imagedecode import decode_image
+from edged.capture.imagedecode import JpegSettings, decode_image
+from edged.config.camera import CameraConfig
 from edged.capture.sources.base import Source
 from edged.capture.sources.deadline import Deadline, DeadlineExceeded, DeadlineHTTPConnection
 from edged.capture.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
-from edged.capture.sources.avstream import open_http_video, read_http_video
+from edged.capture.sources.avstream import LiveVideoSettings, open_http_video, read_http_video
 from edged.capture.sources.url import credentials, redact
 
 _MAX_PART_HEADERS = 64 * 1024  # the headers of one multipart part
 _CHUNK = 1 << 16
 
 
+class HttpCameraConfig(CameraConfig, LiveVideoSettings, JpegSettings):
+    """An HTTP camera: MJPEG, a JPEG snapshot URL, or a video stream (through PyAV)."""
+
+    type: Literal["http"] = "http"
+    max_frame_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="HTTP cameras: the largest MJPEG part or JPEG "
+        "snapshot body; a larger one is refused (decode) without being buffered.",
+    )
+
+
 class HttpSource(Source):
     key = "http"
+    config_model = HttpCameraConfig
+    priority = 20
     live = True
+
+    cfg: HttpCameraConfig
 
     def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)

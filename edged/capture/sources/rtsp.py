@@ -15,9 +15,19 @@ import re
 import socket
 import time
 
-import numpy as np
+from typing import Literal
 
-from edged.capture.sources.avstream import AvStream, Picture, av_error_kind, stream_for
+import numpy as np
+from pydantic import Field
+
+from edged.config.camera import CameraConfig
+from edged.capture.sources.avstream import (
+    AvStream,
+    LiveVideoSettings,
+    Picture,
+    av_error_kind,
+    stream_for,
+)
 from edged.capture.sources.base import Source
 from edged.capture.sources.failures import SourceFailure, describe_os_error, kind_of, status_kind
 from edged.capture.sources.url import credentials, host_port, redact, without_credentials
@@ -85,8 +95,17 @@ def probe_rtsp(url: str, timeout: float) -> tuple[str | None, str]:
     return kind, f"RTSP {code}"
 
 
+class RtspCameraConfig(CameraConfig, LiveVideoSettings):
+    type: Literal["rtsp"] = "rtsp"
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+
+
 class RtspSource(Source):
     key = "rtsp"
+    config_model = RtspCameraConfig
+    priority = 10
+
+    cfg: RtspCameraConfig
     live = True
     timed = True
 

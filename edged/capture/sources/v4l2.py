@@ -4,12 +4,41 @@ from __future__ import annotations
 
 import os
 
+from typing import Literal
+
 import cv2
 import numpy as np
+from pydantic import Field
 
-from edged.config import V4l2Config
+from edged.config.base import _Strict
+from edged.config.camera import CameraConfig
 from edged.capture.sources.capture import CaptureSource
 from edged.capture.sources.failures import SourceFailure
+
+
+
+class V4l2Config(_Strict):
+    pixel_format: str | None = Field(
+        None, min_length=4, max_length=4, description="FOURCC to ask for, e.g. MJPG or YUYV."
+    )
+    width: int | None = Field(None, gt=0, description="Width to ask the device for.")
+    height: int | None = Field(None, gt=0, description="Height to ask the device for.")
+    fps: float | None = Field(None, gt=0, description="Frame rate to ask the device for.")
+
+
+
+class V4l2CameraConfig(CameraConfig):
+    """A V4L2 device: /dev/videoN or its index."""
+
+    type: Literal["v4l2"] = "v4l2"
+    v4l2: V4l2Config = Field(
+        default_factory=lambda: V4l2Config(), description="V4L2 device settings."
+    )
+
+    def known_size(self) -> tuple[int, int] | None:
+        if self.v4l2.width is None or self.v4l2.height is None:
+            return None
+        return self.upright(self.v4l2.width, self.v4l2.height)
 
 
 def device_path(source: str | int) -> str:
@@ -42,7 +71,11 @@ def apply_settings(cap: cv2.VideoCapture, settings: V4l2Config, timeout_s: float
 
 class V4l2Source(CaptureSource):
     key = "v4l2"
+    config_model = V4l2CameraConfig
+    priority = 30
     live = True
+
+    cfg: V4l2CameraConfig
 
     def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)

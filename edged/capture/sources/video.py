@@ -5,18 +5,37 @@ from __future__ import annotations
 
 import os
 
+from typing import Literal
+
 import cv2
 import numpy as np
+from pydantic import Field
 
-from edged.config import is_path_source
+from edged.config.camera import CameraConfig, is_path_source
 from edged.errors import SourceError
-from edged.capture.sources.avstream import AvStream, Picture, av_error_kind, stream_for
+from edged.capture.sources.avstream import (
+    AvStream,
+    LiveVideoSettings,
+    Picture,
+    av_error_kind,
+    stream_for,
+)
 from edged.capture.sources.capture import CaptureSource
 from edged.capture.sources.failures import SourceFailure
 
 
+class VideoCameraConfig(CameraConfig, LiveVideoSettings):
+    type: Literal["video"] = "video"
+    loop: bool = Field(False, description="Files: start over at the end.")
+    realtime: bool = Field(False, description="Files: pace at the file's own frame rate.")
+
+
 class VideoFileSource(CaptureSource):
     key = "video"
+    config_model = VideoCameraConfig
+    priority = 90  # any path that no other kind takes
+
+    cfg: VideoCameraConfig
 
     def __init__(self, cfg) -> None:  # noqa: ANN001
         super().__init__(cfg)
@@ -29,6 +48,10 @@ class VideoFileSource(CaptureSource):
     @property
     def timed(self) -> bool:  # type: ignore[override]
         return self._av is not None
+
+    @property
+    def paced(self) -> bool:
+        return self.cfg.realtime
 
     @property
     def stream(self) -> AvStream | None:  # type: ignore[override]

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from edged.config import Config
+from edged.config.camera import CameraConfig, kind_of, source_kinds
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config.example.yaml"
 # Set in the example so that it runs the demo as it is; the comment beside each gives the default.
@@ -37,6 +38,22 @@ def _dict_values_model(annotation: Any) -> type[BaseModel] | None:  # noqa: ANN4
     return None
 
 
+def _kind_model(model: type[BaseModel], entry: dict) -> type[BaseModel]:
+    """A camera's source kind's model; the example's camera also lists the settings of the
+    other kinds (edged ignores them at their defaults), so those are looked up there."""
+    if model is not CameraConfig:
+        return model
+    kinds = source_kinds()
+    own = kinds[kind_of(entry, str(EXAMPLE.parent))]
+
+    class _AllKinds:
+        model_fields = {**{k: f for m in kinds.values() for k, f in m.model_fields.items()},
+                        **own.model_fields,
+                        "type": model.model_fields["type"]}  # null: inferred from source
+
+    return _AllKinds  # type: ignore[return-value]
+
+
 def _walk(model: type[BaseModel], data: dict, path: str, out: list[str]) -> int:
     checked = 0
     for key, value in data.items():
@@ -46,7 +63,7 @@ def _walk(model: type[BaseModel], data: dict, path: str, out: list[str]) -> int:
         entries = _dict_values_model(field.annotation)
         if isinstance(value, dict) and entries is not None:
             for name, entry in value.items():
-                checked += _walk(entries, entry, f"{path}{key}.{name}.", out)
+                checked += _walk(_kind_model(entries, entry), entry, f"{path}{key}.{name}.", out)
             continue
         if isinstance(value, dict) and sub is not None:
             checked += _walk(sub, value, f"{path}{key}.", out)
@@ -71,3 +88,11 @@ def test_the_walk_catches_a_wrong_default():
     wrong: list[str] = []
     _walk(Config, {"mqtt": {"drain_timeout_s": 3.0, "reconnect": {"max_s": 30.0}}}, "", wrong)
     assert wrong == ["mqtt.drain_timeout_s: example 3.0, code 10.0"]
+
+
+def test_the_walk_checks_the_settings_of_every_source_kind():
+    wrong: list[str] = []
+    _walk(Config, {"cameras": {"c": {"source": "a.mp4", "transport": "udp",
+                                     "max_pixels": 5}}}, "", wrong)
+    assert sorted(wrong) == ["cameras.c.max_pixels: example 5, code 50000000",
+                     "cameras.c.transport: example 'udp', code 'tcp'"]
