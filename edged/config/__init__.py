@@ -36,12 +36,12 @@ from edged.config.camera import (
     kind_settings,
     source_kinds,
 )
-from edged.config.model import ExternalDelegateConfig, ModelConfig
+from edged.config.model import ModelConfig
 from edged.config.yamlpos import YamlError, line_for, load_with_lines
 
 __all__ = [
     "NAME_RULE", "RESERVED_REGION_NAMES", "CameraConfig", "CaptureConfig", "CaptureRulesConfig",
-    "CommandsConfig", "Config", "ExternalDelegateConfig", "HomeAssistantConfig",
+    "CommandsConfig", "Config", "HomeAssistantConfig",
     "MetricsConfig", "ModelConfig", "MqttConfig", "Name", "OutboxConfig", "ReconnectConfig",
     "RegionConfig", "SmoothingConfig", "SnapshotConfig", "StateTopicConfig",
     "StatusTopicConfig", "TlsConfig", "WebAuthConfig", "WebConfig", "is_path_source",
@@ -377,11 +377,12 @@ class Config(_Strict):
         config copied from the example, which lists every key) is dropped with a note when it
         is set to something other than its default, so older configs keep working."""
         notes: list[str] = []
-        if isinstance(data, dict) and isinstance(data.get("cameras"), dict):
-            base = (info.context or {}).get("base_dir")
-            data = {**data, "cameras": {
-                name: _drop_other_kinds(str(name), cam, base, notes)
-                for name, cam in data["cameras"].items()}}
+        base = (info.context or {}).get("base_dir")
+        for section, root in (("cameras", CameraConfig), ("models", ModelConfig)):
+            if isinstance(data, dict) and isinstance(data.get(section), dict):
+                data = {**data, section: {
+                    name: _drop_other_variants(root, f"{section}.{name}", entry, base, notes)
+                    for name, entry in data[section].items()}}
         cfg = handler(data)
         cfg._notes = notes
         return cfg
@@ -411,16 +412,22 @@ class Config(_Strict):
         return self
 
 
-def _drop_other_kinds(name: str, cam: Any, base: str | None, notes: list[str]) -> Any:  # noqa: ANN401
-    if not isinstance(cam, dict):
-        return cam
-    kind = kind_of(cam, base)
-    models = source_kinds()
+_VARIANT_WORDS = {CameraConfig: ("sources", "camera is"), ModelConfig: ("backends", "model runs on")}
+
+
+def _drop_other_variants(root: Any, where: str, entry: Any, base: str | None,  # noqa: ANN401
+                         notes: list[str]) -> Any:  # noqa: ANN401
+    """`entry` without the settings of the root's other variants: silently at their defaults
+    (a config copied from the example lists them all), else with a note."""
+    if not isinstance(entry, dict):
+        return entry
+    kind = root.variant_of(entry, base)
+    models = root.variants()
     if kind not in models:
-        return cam  # CameraConfig reports the source or type
-    own, others = models[kind].model_fields, kind_settings()
+        return entry  # the root reports the source, type or delegate
+    own, others = models[kind].model_fields, root.variant_settings()
     kept = {}
-    for key, value in cam.items():
+    for key, value in entry.items():
         if key in own or key not in others:
             kept[key] = value
             continue
@@ -429,9 +436,10 @@ def _drop_other_kinds(name: str, cam: Any, base: str | None, notes: list[str]) -
         default = field.get_default(call_default_factory=True)
         if not _is_default(value, default.model_dump() if hasattr(default, "model_dump")
                            else default):
-            how = "" if "type" in cam else ", from its source"
-            notes.append(f"cameras.{name}.{key}: ignored: a setting of {' and '.join(owners)} "
-                         f"sources, and this camera is {kind}{how}")
+            noun, verb = _VARIANT_WORDS[root]
+            how = ", from its source" if root is CameraConfig and "type" not in entry else ""
+            notes.append(f"{where}.{key}: ignored: a setting of {' and '.join(owners)} "
+                         f"{noun}, and this {verb} {kind}{how}")
     return kept
 
 
@@ -611,7 +619,7 @@ def _resolve(cfg: Config, path: Path, lines: dict) -> Config:
         model.path = fix(model.path)
         if not os.path.isfile(model.path):
             error(("models", name, "path"), f"model file not found: {model.path}")
-        if model.cpu_path is not None:
+        if getattr(model, "cpu_path", None) is not None:  # accelerators' CPU twin
             model.cpu_path = fix(model.cpu_path)
             if not os.path.isfile(model.cpu_path):
                 error(("models", name, "cpu_path"), f"model file not found: {model.cpu_path}")

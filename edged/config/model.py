@@ -1,24 +1,21 @@
-"""A model's config."""
+"""A model's config: what every model shares, and the choice of its backend's own model.
+
+Each backend carries its own config model in its own file, beside its implementation
+(`edged/inference/backends/edgetpu.py` has `EdgeTpuModelConfig` with `device`, and so on);
+they subclass `ModelConfig` and the Backend registry knows them. `delegate` chooses the
+backend: none (the CPU), edgetpu, gpu or npu (LiteRT's accelerators), or {library, options}.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from edged.config.base import _Strict
+from edged.config.base import Variants
 
 
-class ExternalDelegateConfig(_Strict):
-    library: str = Field(..., min_length=1, description="Path or name of the delegate's shared "
-                         "library (loaded with load_delegate).")
-    options: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Options passed to the delegate, as key: value."
-    )
-
-
-class ModelConfig(_Strict):
+class ModelConfig(Variants):
     path: str = Field(..., description="TFLite model file (relative to the config file).")
     labels: str | None = Field(
         None, description="Labels file, one per line (relative to the config file)."
@@ -32,7 +29,6 @@ class ModelConfig(_Strict):
     std: float | list[float] | None = Field(
         None, description="Input normalization std (scalar or per channel); default 127.5."
     )
-
     resize: Literal["stretch", "center-crop", "letterbox"] = Field(
         "stretch", description="How a frame is fitted to the input size: stretch (whole frame, "
         "aspect not kept), center-crop (centred region of the model's aspect) or letterbox "
@@ -46,35 +42,37 @@ class ModelConfig(_Strict):
         None, description="Models with several outputs: the output to use, by index or name; "
         "default the first."
     )
-    delegate: Literal["edgetpu", "gpu", "npu"] | ExternalDelegateConfig | None = Field(
+    delegate: Any = Field(
         None, description="Accelerator: edgetpu (libedgetpu.so.1), gpu or npu (LiteRT hardware "
         "accelerators, with CPU for unsupported ops), or {library, options} for any external "
-        "delegate; default none (CPU, XNNPACK)."
-    )
-    device: str | None = Field(
-        None, description="Edge TPU to use: usb, usb:N or pci:N; default the first found."
-    )
-    fallback: Literal["cpu", "fail"] = Field(
-        "cpu", description="When the accelerator cannot load or fails mid-run: cpu (run on the "
-        "CPU model, retry the accelerator every retry_s) or fail (stop with an error)."
-    )
-    cpu_path: str | None = Field(
-        None, description="CPU version of an accelerator-compiled model (an Edge TPU model's "
-        "twin) for the CPU fallback; default the model itself."
-    )
-    retry_s: float = Field(
-        60.0, gt=0, description="After a fallback to the CPU, retry the accelerator this often."
-    )
-    invoke_timeout_s: float = Field(
-        5.0, ge=0, description="An accelerator invoke taking longer counts as failed (0: no "
-        "limit)."
+        "delegate; default none (CPU, XNNPACK). Each has settings of its own (README: "
+        "Accelerators)."
     )
 
-    @field_validator("device")
     @classmethod
-    def _device(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"(usb|pci)(:\d+)?", v):
-            raise ValueError("expected usb, usb:N, pci or pci:N")
+    def variants(cls) -> dict[str, type[ModelConfig]]:  # type: ignore[override]
+        from edged.inference.backends.base import config_models
+
+        return config_models()
+
+    @classmethod
+    def variant_of(cls, data: dict[str, Any], base_dir: str | None) -> str | None:
+        from edged.inference.backends.base import backend_for
+
+        return backend_for(data.get("delegate"))
+
+    @property
+    def backend(self) -> str:
+        """The backend's key (cpu, edgetpu, litert, delegate)."""
+        return next(k for k, m in self.variants().items() if m is type(self))
+
+    @field_validator("delegate")
+    @classmethod
+    def _delegate(cls, v: Any) -> Any:  # noqa: ANN401
+        # Reached on the root only when no backend takes the value.
+        if cls is ModelConfig and v is not None:
+            raise ValueError("expected edgetpu, gpu, npu, or {library, options} for an "
+                             "external delegate")
         return v
 
     @field_validator("std")
@@ -84,5 +82,3 @@ class ModelConfig(_Strict):
         if any(x == 0 for x in values):
             raise ValueError("std must not be 0")
         return v
-
-

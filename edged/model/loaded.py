@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edged.inference.backends import Backend, get_backend
+from edged.inference.backends.fallback import AcceleratorModelConfig
 from edged.inference.backends.fallback import AcceleratorState, FallbackBackend
-from edged.config import ExternalDelegateConfig, ModelConfig
+from edged.config import ModelConfig
 from edged.errors import ModelError
 from edged.model.labels import fit_labels, parse_labels, read_labels
 from edged.model.flatbuffer import embedded_labels, read_model_bytes
@@ -62,7 +63,7 @@ class LoadedModel:
         delegate = self.cfg.delegate if self.cfg is not None else None
         if delegate is None:
             return None
-        return "delegate" if isinstance(delegate, ExternalDelegateConfig) else delegate
+        return delegate if isinstance(delegate, str) else "delegate"
 
     def new_backend(self, metrics: object | None = None, threads: int | None = None) -> Backend:
         """A fresh, unstarted backend for one worker (with its CPU fallback when configured);
@@ -72,7 +73,7 @@ class LoadedModel:
             return get_backend(self.backend_key)(self.model_bytes, threads=threads,
                                                  output_index=self.output_index, name=self.path)
         cfg = self.cfg
-        assert cfg is not None and self.accel_state is not None
+        assert isinstance(cfg, AcceleratorModelConfig) and self.accel_state is not None
         if metrics is not None:
             self.accel_state.bind(metrics)
         cpu_bytes = self.cpu_bytes
@@ -91,20 +92,14 @@ class LoadedModel:
 
     def _make_accelerator(self, threads: int) -> Backend:
         cfg = self.cfg
-        assert cfg is not None
-        common = {"threads": threads, "output_index": self.output_index, "name": self.path}
-        if isinstance(cfg.delegate, ExternalDelegateConfig):
-            return get_backend("delegate")(self.model_bytes, library=cfg.delegate.library,
-                                           options=cfg.delegate.options, **common)
-        if cfg.delegate == "edgetpu":
-            return get_backend("edgetpu")(self.model_bytes, device=cfg.device, **common)
-        assert self.info is not None
+        assert cfg is not None and self.info is not None
         outs = self.info.outputs
-        return get_backend("litert")(
-            self.model_bytes, accelerator=str(cfg.delegate),
-            input_shape=(self.spec.height, self.spec.width, self.spec.channels),
+        # The backend's own file knows its settings; it takes what it needs of these.
+        return get_backend(cfg.backend).from_config(
+            self.model_bytes, cfg, threads=threads, output_index=self.output_index,
+            name=self.path, input_shape=(self.spec.height, self.spec.width, self.spec.channels),
             input_dtype=self.spec.dtype, output_sizes=[_size(t) for t in outs],
-            output_dtypes=[np.dtype(t.dtype) for t in outs], **common)
+            output_dtypes=[np.dtype(t.dtype) for t in outs])
 
 
 def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
@@ -276,18 +271,23 @@ def _output_index(info: ModelInfo, cfg: ModelConfig) -> int:
     return names.index(want)
 
 
+def _cpu_path(cfg: ModelConfig) -> str | None:
+    """An accelerator's CPU twin (`cpu_path`); CPU models have none."""
+    return cfg.cpu_path if isinstance(cfg, AcceleratorModelConfig) else None
+
+
 def _cpu_model(cfg: ModelConfig, info: ModelInfo, data: bytes
                ) -> tuple[bytes | None, ModelInfo | None]:
     """(the model the CPU runs, the file view of cpu_path when one is given); (None, None)
     when there is none."""
-    if cfg.cpu_path is None:
+    if _cpu_path(cfg) is None:
         if info.delegates_needed and cfg.delegate is not None:
             return None, None  # e.g. an Edge TPU model without its CPU twin: no fallback
         return data, None
-    cpu = read_model_bytes(cfg.cpu_path)
-    twin = read_model_info(cpu, cfg.cpu_path)
+    cpu = read_model_bytes(_cpu_path(cfg))
+    twin = read_model_info(cpu, _cpu_path(cfg))
     if twin.delegates_needed:
-        raise ModelError(f"{cfg.cpu_path}: cpu_path is itself compiled for the "
+        raise ModelError(f"{_cpu_path(cfg)}: cpu_path is itself compiled for the "
                          f"{', '.join(twin.delegates_needed)}; give the CPU version")
     return cpu, twin
 
@@ -296,7 +296,7 @@ def _check_twin(cfg: ModelConfig, twin: ModelInfo, spec: InputSpec, out: TensorI
     """cpu_path must be the same model for the CPU: same input and output, as allocated."""
     try:
         same_in = len(twin.inputs) == 1 and _input_spec(twin.inputs[0],
-                                                        str(cfg.cpu_path)) == spec
+                                                        str(_cpu_path(cfg))) == spec
     except ModelError:
         same_in = False
     twin_out = next((t for t in twin.outputs if t.name == out.name), None) or (
@@ -305,7 +305,7 @@ def _check_twin(cfg: ModelConfig, twin: ModelInfo, spec: InputSpec, out: TensorI
                                          twin_out.zero_points) == (
         out.dtype, _size(out), out.scales, out.zero_points)
     if not (same_in and same_out):
-        raise ModelError(f"{cfg.cpu_path}: cpu_path's input or output differs from "
+        raise ModelError(f"{_cpu_path(cfg)}: cpu_path's input or output differs from "
                          f"{os.path.basename(cfg.path)}'s; it must be the same model for the CPU")
 
 
@@ -330,9 +330,9 @@ def _labels(cfg: ModelConfig, data: bytes, classes: int, info: ModelInfo) -> lis
     if cfg.labels:
         return fit_labels(read_labels(cfg.labels), classes, cfg.labels)
     embedded = embedded_labels(data, info.labels_file)
-    if not embedded and cfg.cpu_path:  # an Edge TPU model's CPU twin often carries them
-        cpu = read_model_bytes(cfg.cpu_path)
-        embedded = embedded_labels(cpu, read_model_info(cpu, cfg.cpu_path).labels_file)
+    if not embedded and _cpu_path(cfg):  # an Edge TPU model's CPU twin often carries them
+        cpu = read_model_bytes(_cpu_path(cfg))
+        embedded = embedded_labels(cpu, read_model_info(cpu, _cpu_path(cfg)).labels_file)
     if embedded:
         where = f"{cfg.path} (embedded labels)"
         try:

@@ -120,7 +120,7 @@ def test_30fps_source_with_10fps_model_keeps_frames_fresh(tmp_path, broker, subs
                                                          monkeypatch):
     """A 30 fps RTSP camera, a model slowed to 10 invokes/s, one worker. With the `latest`
     policy a frame waits at most one source period for the worker, so capture-to-publish stays
-    under two model periods (200 ms), over 60 s; the last third is also compared with the
+    under two model periods (200 ms), over 20 s; the last third is also compared with the
     first (buffer bloat would grow by 20 frames, 2 s, every second). Frames the model cannot take are counted as dropped, reason `replaced`."""
     from prometheus_client import CollectorRegistry
 
@@ -149,7 +149,7 @@ def test_30fps_source_with_10fps_model_keeps_frames_fresh(tmp_path, broker, subs
     try:
         assert subscriber.wait_for(lambda: len(results(subscriber, "cam")) >= 5, 20)
         start = len(results(subscriber, "cam"))
-        time.sleep(60)
+        time.sleep(20)  # buffer bloat would show within seconds (2 s of growth a second)
         window = results(subscriber, "cam")[start:]
     finally:
         stop.set()
@@ -157,7 +157,7 @@ def test_30fps_source_with_10fps_model_keeps_frames_fresh(tmp_path, broker, subs
         server.stop()
     assert not runner.is_alive()
     ages = sorted(m["latency_ms"] for m in window)
-    assert 500 <= len(window) <= 620, len(window)  # about 10 per second
+    assert 160 <= len(window) <= 210, len(window)  # about 10 per second
     p99 = ages[int(0.99 * (len(ages) - 1))]
     assert p99 < 2 * period * 1000, ages[-10:]
     third = len(window) // 3

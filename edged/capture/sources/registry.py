@@ -4,28 +4,16 @@ from the registry), so a new kind is one new file in this folder."""
 
 from __future__ import annotations
 
-import functools
-import importlib
 import os
-import pkgutil
 
 from edged.capture.sources.base import SOURCES, Source
 from edged.config.camera import CameraConfig
 from edged.errors import SourceError
-
-_PACKAGE = "edged.capture.sources"
-
-
-@functools.cache
-def _import_kinds() -> None:
-    # Importing a kind's file registers it; done on first use, not when the package loads.
-    package = importlib.import_module(_PACKAGE)
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{_PACKAGE}.{module.name}")
+from edged.plugins import import_all
 
 
 def _kinds() -> dict[str, type[Source]]:
-    _import_kinds()
+    import_all("edged.capture.sources")  # each file registers its kind
     return SOURCES
 
 

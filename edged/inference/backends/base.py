@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from edged.config.model import ModelConfig
 from edged.errors import ModelError
+from edged.plugins import import_all
 
 BACKENDS: dict[str, type[Backend]] = {}
 
@@ -20,6 +22,21 @@ class Backend(ABC):
     """Runs one model. Not thread-safe by design: each worker owns its own instance."""
 
     key: ClassVar[str]
+    # The backend's own settings (a ModelConfig subclass in the backend's file), when a
+    # model's `delegate` chooses it (handles()); None for helpers that no config chooses.
+    config_model: ClassVar[type[ModelConfig] | None] = None
+
+    @classmethod
+    def handles(cls, delegate: Any) -> bool:  # noqa: ANN401
+        """Whether a model's `delegate` value chooses this backend."""
+        return False
+
+    @classmethod
+    def from_config(cls, model_bytes: bytes, cfg: ModelConfig, **common: Any) -> Backend:  # noqa: ANN401
+        """This backend for `cfg` (common: threads, output_index, name, and the model's
+        input and outputs as allocated: input_shape, input_dtype, output_sizes,
+        output_dtypes)."""
+        raise NotImplementedError(f"{cls.key} is not configured by a model")
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,10 +69,24 @@ class Backend(ABC):
         """Free the interpreter; safe to call twice."""
 
 
-def get_backend(key: str) -> type[Backend]:
-    # Importing the implementations registers them; done here, not at package import.
-    from edged.inference.backends import cpu, delegate, edgetpu, litert  # noqa: F401
+def _backends() -> dict[str, type[Backend]]:
+    import_all("edged.inference.backends")  # each file registers its backend
+    return BACKENDS
 
+
+def config_models() -> dict[str, type[ModelConfig]]:
+    """Backend key -> its config model: the union a model's config is validated as."""
+    return {k: c.config_model for k, c in _backends().items() if c.config_model is not None}
+
+
+def backend_for(delegate: Any) -> str | None:  # noqa: ANN401
+    """The backend a model's `delegate` value chooses; None if none does."""
+    return next((k for k, c in _backends().items()
+                 if c.config_model is not None and c.handles(delegate)), None)
+
+
+def get_backend(key: str) -> type[Backend]:
+    _backends()
     try:
         return BACKENDS[key]
     except KeyError:

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from edged.config.model import ModelConfig
 from edged.inference.backends.base import Backend
 from edged.errors import ModelError
 from edged.model.nativelog import quiet_native_stderr
 from edged.model.runtime import find_runtime
 
 
+class CpuModelConfig(ModelConfig):
+    """A model on the CPU (LiteRT's XNNPACK): no settings beyond every model's."""
+
+    delegate: None = None
+
+
 class CpuBackend(Backend):
     key = "cpu"
+    config_model = CpuModelConfig
+
+    @classmethod
+    def handles(cls, delegate: Any) -> bool:  # noqa: ANN401
+        return delegate is None
+
+    @classmethod
+    def from_config(cls, model_bytes: bytes, cfg: ModelConfig, **common: Any) -> Backend:  # noqa: ANN401
+        return cls(model_bytes, threads=common["threads"], output_index=common["output_index"],
+                   name=common["name"])
 
     def __init__(self, model_bytes: bytes, *, threads: int = 1, output_index: int = 0,
                  name: str = "model") -> None:

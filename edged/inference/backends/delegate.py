@@ -4,14 +4,46 @@ from __future__ import annotations
 
 import gc
 import sys
+from typing import Any
 
-from edged.inference.backends.base import AcceleratorError
+from pydantic import Field
+
+from edged.config.base import _Strict
+from edged.config.model import ModelConfig
+from edged.inference.backends.base import AcceleratorError, Backend
+from edged.inference.backends.fallback import AcceleratorModelConfig
 from edged.inference.backends.cpu import CpuBackend, _first_line
 from edged.model.nativelog import quiet_native_stderr
 
 
+class ExternalDelegateConfig(_Strict):
+    library: str = Field(..., min_length=1, description="Path or name of the delegate's shared "
+                         "library (loaded with load_delegate).")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Options passed to the delegate, as key: value."
+    )
+
+
+class ExternalDelegateModelConfig(AcceleratorModelConfig):
+    delegate: ExternalDelegateConfig = Field(
+        ..., description="{library, options}: any TFLite external delegate."
+    )
+
+
 class DelegateBackend(CpuBackend):
     key = "delegate"
+    config_model = ExternalDelegateModelConfig
+
+    @classmethod
+    def handles(cls, delegate: Any) -> bool:  # noqa: ANN401
+        return isinstance(delegate, (dict, ExternalDelegateConfig))
+
+    @classmethod
+    def from_config(cls, model_bytes: bytes, cfg: ModelConfig, **common: Any) -> Backend:  # noqa: ANN401
+        assert isinstance(cfg, ExternalDelegateModelConfig)
+        return cls(model_bytes, library=cfg.delegate.library, options=cfg.delegate.options,
+                   threads=common["threads"], output_index=common["output_index"],
+                   name=common["name"])
 
     def __init__(self, model_bytes: bytes, *, library: str,
                  options: dict[str, object] | None = None, threads: int = 1,

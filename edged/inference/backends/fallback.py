@@ -14,14 +14,38 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
+from typing import Literal
 
+import numpy as np
+from pydantic import Field
+
+from edged.config.model import ModelConfig
 from edged.inference.backends.base import AcceleratorError, Backend
 from edged.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 CPU = "cpu"
+
+
+class AcceleratorModelConfig(ModelConfig):
+    """The settings of every accelerator: what happens when it fails."""
+
+    fallback: Literal["cpu", "fail"] = Field(
+        "cpu", description="When the accelerator cannot load or fails mid-run: cpu (run on the "
+        "CPU model, retry the accelerator every retry_s) or fail (stop with an error)."
+    )
+    cpu_path: str | None = Field(
+        None, description="CPU version of an accelerator-compiled model (an Edge TPU model's "
+        "twin) for the CPU fallback; default the model itself."
+    )
+    retry_s: float = Field(
+        60.0, gt=0, description="After a fallback to the CPU, retry the accelerator this often."
+    )
+    invoke_timeout_s: float = Field(
+        5.0, ge=0, description="An accelerator invoke taking longer counts as failed (0: no "
+        "limit)."
+    )
 
 
 class AcceleratorState:

@@ -7,16 +7,33 @@ ai-edge-litert 2.x has this API; with another runtime the backend says so.
 from __future__ import annotations
 
 import gc
+from typing import Any, Literal
 
 import numpy as np
 
+from edged.config.model import ModelConfig
 from edged.inference.backends.base import AcceleratorError, Backend
+from edged.inference.backends.fallback import AcceleratorModelConfig
 from edged.model.nativelog import quiet_native_stderr
 from edged.model.runtime import find_runtime
 
 
+class LiteRtModelConfig(AcceleratorModelConfig):
+    delegate: Literal["gpu", "npu"]
+
+
 class LiteRtAcceleratorBackend(Backend):
     key = "litert"
+    config_model = LiteRtModelConfig
+
+    @classmethod
+    def handles(cls, delegate: Any) -> bool:  # noqa: ANN401
+        return delegate in ("gpu", "npu")
+
+    @classmethod
+    def from_config(cls, model_bytes: bytes, cfg: ModelConfig, **common: Any) -> Backend:  # noqa: ANN401
+        assert isinstance(cfg, LiteRtModelConfig)
+        return cls(model_bytes, accelerator=cfg.delegate, **common)
 
     def __init__(self, model_bytes: bytes, *, accelerator: str, input_shape: tuple[int, ...],
                  input_dtype: np.dtype, output_sizes: list[int], output_dtypes: list[np.dtype],

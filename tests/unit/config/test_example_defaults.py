@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from edged.config import Config
-from edged.config.camera import CameraConfig, kind_of, source_kinds
+from edged.config import CameraConfig, ModelConfig
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config.example.yaml"
 # Set in the example so that it runs the demo as it is; the comment beside each gives the default.
@@ -39,17 +39,19 @@ def _dict_values_model(annotation: Any) -> type[BaseModel] | None:  # noqa: ANN4
 
 
 def _kind_model(model: type[BaseModel], entry: dict) -> type[BaseModel]:
-    """A camera's source kind's model; the example's camera also lists the settings of the
-    other kinds (edged ignores them at their defaults), so those are looked up there."""
-    if model is not CameraConfig:
+    """A camera's source kind's model (a model's backend's); the example's camera also lists
+    the settings of the other kinds (edged ignores them at their defaults), so those are
+    looked up there."""
+    if model not in (CameraConfig, ModelConfig):
         return model
-    kinds = source_kinds()
-    own = kinds[kind_of(entry, str(EXAMPLE.parent))]
+    kinds = model.variants()
+    own = kinds[model.variant_of(entry, str(EXAMPLE.parent))]
+    # `type: null` (inferred from source) and `delegate: null` (the CPU) are the root's.
+    root = {k: model.model_fields[k] for k in ("type", "delegate") if k in model.model_fields}
 
     class _AllKinds:
         model_fields = {**{k: f for m in kinds.values() for k, f in m.model_fields.items()},
-                        **own.model_fields,
-                        "type": model.model_fields["type"]}  # null: inferred from source
+                        **own.model_fields, **root}
 
     return _AllKinds  # type: ignore[return-value]
 

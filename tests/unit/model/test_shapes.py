@@ -130,7 +130,7 @@ def test_per_channel_input_must_be_along_the_colour_channels():
 # --- the CPU twin ------------------------------------------------------------------------------
 
 def test_twin_must_match_the_allocated_input_and_output():
-    cfg = ModelConfig(path="tpu.tflite", cpu_path="cpu.tflite")
+    cfg = ModelConfig(path="tpu.tflite", delegate="edgetpu", cpu_path="cpu.tflite")
     spec = _input_spec(_t([1, 8, 8, 3]), "m")
     out = _t([1, 7], name="probs")
     _check_twin(cfg, _model([_t([1, 8, 8, 3], [-1, 8, 8, 3])], [_t([1, 7], name="probs")]),
