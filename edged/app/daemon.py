@@ -126,11 +126,7 @@ class Daemon:
 
     def readiness(self) -> dict:
         """The /readyz body: ready, and what is not."""
-        body = self.check().readiness()
-        # Degraded, still ready: cameras that fell behind their stream and jumped to live.
-        body["degraded"] = [f"camera {c.name}: {why}" for c in self.cameras
-                            if (why := c.lagging())]
-        return body
+        return self.check().readiness()
 
     def status(self) -> str:
         return status_text(self.check(), self._rate.update(self.progress.total()))

@@ -104,12 +104,15 @@ def status_text(report: HealthReport, fps: float) -> str:
 @dataclass(frozen=True)
 class Problem:
     """One thing that is not right. `subject` is e.g. "camera door", "mqtt", "model x";
-    `wedged` problems (a stuck pipeline) make the watchdog withhold its ping."""
+    `wedged` problems (a stuck pipeline) make the watchdog withhold its ping; problems that
+    do not `block` leave edged ready and are only shown as degraded (a camera that fell
+    behind its stream and jumped back to live)."""
 
     subject: str
-    kind: str  # not_started, not_loaded, stalled, stale, ended, not_connected, ...
+    kind: str  # not_started, not_loaded, stalled, stale, ended, not_connected, lagging, ...
     detail: str
     wedged: bool = False
+    blocks: bool = True
 
     def __str__(self) -> str:
         return f"{self.subject}: {self.detail}"
@@ -127,15 +130,21 @@ class HealthReport:
 
     @property
     def ready(self) -> bool:
-        return not self.problems
+        return not any(p.blocks for p in self.problems)
 
     @property
     def wedged(self) -> list[Problem]:
         return [p for p in self.problems if p.wedged]
 
+    @property
+    def degraded(self) -> list[Problem]:
+        return [p for p in self.problems if not p.blocks]
+
     def readiness(self) -> dict[str, Any]:
-        """The /readyz body."""
-        return {"ready": self.ready, "problems": [str(p) for p in self.problems],
+        """The /readyz body: what makes edged not ready under `problems`, what only
+        degrades it under `degraded`."""
+        return {"ready": self.ready, "problems": [str(p) for p in self.problems if p.blocks],
+                "degraded": [str(p) for p in self.degraded],
                 "models": list(self.models), "cameras": list(self.cameras),
                 "mqtt_connected": self.mqtt_connected, **self.extra}
 
@@ -150,6 +159,8 @@ class CameraView(Protocol):  # what health reads of a camera
 
     @property
     def cfg(self) -> Any: ...  # noqa: ANN401 - CameraConfig: timeout_s, model
+
+    def lagging(self) -> str | None: ...  # why it counts as behind its stream, or None
 
 
 Check = Callable[[], Iterable[Problem]]
@@ -185,6 +196,8 @@ class Health:
             if problem is not None:
                 problems.append(problem)
                 down.add(camera.name)
+            elif why := camera.lagging():
+                problems.append(Problem(f"camera {camera.name}", "lagging", why, blocks=False))
         connected, where = self._mqtt()
         if not connected:
             problems.append(Problem("mqtt", "not_connected", f"not connected to {where}"))

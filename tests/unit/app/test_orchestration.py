@@ -122,7 +122,7 @@ def test_events_isolate_a_failing_handler_and_unsubscribe():
 def _camera(name: str, **kw: object) -> SimpleNamespace:
     cfg = SimpleNamespace(timeout_s=2.0, model="m")
     base = dict(name=name, alive_mono=0.0, last_frame_mono=0.0, finished=threading.Event(),
-                cfg=cfg)
+                cfg=cfg, lagging=lambda: None)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -156,6 +156,24 @@ def test_health_is_one_structured_check():
     connected[0] = False
     assert "mqtt: not connected to 127.0.0.1:1883" in [
         str(p) for p in health.check(started=True).problems]
+
+
+def test_a_lagging_camera_is_degraded_but_ready():
+    """A camera that fell behind its stream and jumped to live is shown, not failed."""
+    now = [100.0]
+    progress = Progress(clock=lambda: now[0])
+    cam = _camera("slow", lagging=lambda: "lagging: was 3.0s behind the stream")
+    progress.started("slow")
+    now[0] = 101.0
+    cam.last_frame_mono = cam.alive_mono = 100.9
+    health = Health(lambda: [cam], progress, lambda: ["m"], lambda: (True, "b:1"),
+                    clock=lambda: now[0])
+    report = health.check(started=True)
+    assert report.ready and not report.wedged
+    assert [p.kind for p in report.degraded] == ["lagging"]
+    body = report.readiness()
+    assert body["ready"] is True and body["problems"] == []
+    assert body["degraded"] == ["camera slow: lagging: was 3.0s behind the stream"]
 
 
 def test_build_with_a_null_sink_constructs_and_starts_nothing(tmp_path):
