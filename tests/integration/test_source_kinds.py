@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -288,6 +289,29 @@ def test_hot_folder_without_done_dir_remembers_and_rereads_a_rewritten_file(tmp_
     read_all(src)
     clock.now += 0.1
     assert read_all(src) == ["x.png"]
+
+
+def test_hot_folder_reads_ahead_in_order_and_a_reopen_rereads_what_was_not_handed_on(
+        tmp_path):
+    """The next files are decoded while one is classified; files read ahead but not handed
+    on when the source closes (a reconnect) are read again, never lost."""
+    clock = Clock()
+    src = HotFolderSource(cam(str(tmp_path), watch=True, settle_s=0), clock)
+    src.open()
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 4, 3), i, np.uint8))
+    assert src.read() is IDLE  # first sighting
+    clock.now += 0.1
+    image, name = src.read()
+    assert name == "0.png" and int(image[0, 0, 0]) == 0
+    threads = [t.name for t in threading.enumerate() if t.name.startswith("read-ahead-")]
+    assert 1 <= len(threads) <= 2  # at most two files ahead
+    src.close()  # 1.png (and perhaps 2.png) were read ahead, not handed on
+    src.open()
+    assert read_all(src) == []  # sighted again after the reopen
+    clock.now += 0.1
+    assert read_all(src) == ["1.png", "2.png", "3.png"]
+    src.close()
 
 
 def test_hot_folder_that_does_not_exist(tmp_path):

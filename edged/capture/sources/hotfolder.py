@@ -27,6 +27,7 @@ import logging
 import numpy as np
 
 from edged.capture.imagedecode import ImageRejected, read_image_file, safe_name
+from edged.capture.readahead import ReadAhead
 from edged.capture.sources.base import IDLE, Source
 from edged.capture.sources.failures import SourceFailure
 from edged.capture.sources.images import IMAGE_EXTENSIONS, ImagesCameraConfig
@@ -56,6 +57,9 @@ class HotFolderSource(Source):
         self._seen: dict[str, Signature] = {}  # read; only names still in the folder
         self._settling: dict[str, tuple[Signature, float]] = {}  # signature, since when
         self._ready: list[str] = []
+        # The next files are read and decoded while this one is classified (in file order).
+        self._ahead: ReadAhead[tuple[str, str], np.ndarray] = ReadAhead(
+            self._load, name=f"read-ahead-{os.path.basename(self._folder.rstrip(os.sep))}")
         self._lock = threading.Lock()  # done() runs on the publisher's thread
 
     @classmethod
@@ -116,7 +120,7 @@ class HotFolderSource(Source):
         self._ready.extend(sorted(fresh))
 
     def read(self):  # noqa: ANN201 - (image, name) | IDLE
-        if not self._ready:
+        if not self._ready and not self._ahead:
             try:
                 self._scan()
             except OSError as exc:  # the folder itself went away or became unreadable
@@ -132,23 +136,20 @@ class HotFolderSource(Source):
             if not self._ready:
                 time.sleep(_POLL_S)
                 return IDLE
-        name = self._ready.pop(0)
-        path = os.path.join(self._folder, name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return IDLE  # gone before it was read
-        with self._lock:
-            self._seen[name] = (st.st_size, st.st_mtime_ns)
-        shown = safe_name(name)
-        try:
-            if st.st_size == 0:
-                raise ImageRejected(f"{shown}: empty file")
+        while self._ready and self._ahead.room > 0:
+            name = self._ready.pop(0)
             try:
-                image: np.ndarray = read_image_file(path, self.cfg.max_pixels, shown,
-                                                    self.decode_target, self.cfg.decode_scale)
-            except OSError as exc:
-                raise ImageRejected(f"{shown}: cannot read: {exc.strerror or exc}") from None
+                st = os.stat(os.path.join(self._folder, name))
+            except OSError:
+                continue  # gone before it was read
+            with self._lock:
+                self._seen[name] = (st.st_size, st.st_mtime_ns)
+            self._ahead.submit((name, safe_name(name)))
+        if not self._ahead:
+            return IDLE
+        (name, shown), loading = self._ahead.take()
+        try:
+            image: np.ndarray = loading.result()
         except ImageRejected as exc:
             exc.args = (f"hot folder {self._folder}: {exc}{self._fail(name, str(exc))}",)
             exc.logged = True
@@ -156,6 +157,18 @@ class HotFolderSource(Source):
         with self._lock:
             self._names[shown] = name
         return image, shown
+
+    def _load(self, key: tuple[str, str]) -> np.ndarray:
+        """Read and decode one file (on a read-ahead thread)."""
+        name, shown = key
+        path = os.path.join(self._folder, name)
+        try:
+            if os.stat(path).st_size == 0:
+                raise ImageRejected(f"{shown}: empty file")
+            return read_image_file(path, self.cfg.max_pixels, shown, self.decode_target,
+                                   self.cfg.decode_scale)
+        except OSError as exc:
+            raise ImageRejected(f"{shown}: cannot read: {exc.strerror or exc}") from None
 
     def _fail(self, name: str, why: str) -> str:
         """Move a file that gave no result to failed_dir, with a log line; what to add to
@@ -194,6 +207,10 @@ class HotFolderSource(Source):
         return f"{self._folder} (watched)"
 
     def close(self) -> None:
+        dropped = self._ahead.close()
+        with self._lock:  # files read ahead but not handed on: read again after a reopen
+            for name, _ in dropped:
+                self._seen.pop(name, None)
         self._ready = []
         self._settling = {}
         with self._lock:

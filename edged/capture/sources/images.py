@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edged.capture.imagedecode import ImageRejected, JpegSettings, read_image_file, safe_name
+from edged.capture.readahead import ReadAhead
 from edged.config.camera import CameraConfig, is_path_source
 from edged.errors import SourceError
 from edged.capture.sources.base import Source
@@ -74,33 +75,44 @@ class ImageFolderSource(Source):
         super().__init__(cfg)
         self._files: list[str] = []
         self._pos = 0
+        self._ahead: ReadAhead[str, np.ndarray] = ReadAhead(
+            self._load, name=f"read-ahead-{os.path.basename(str(cfg.source).rstrip(os.sep))}")
 
     @classmethod
     def accepts(cls, source: str | int) -> bool:
         return is_path_source(source) and (os.path.isdir(str(source)) or glob.has_magic(str(source)))
 
     def open(self) -> None:
+        self._ahead.close()
         self._files = list_images(str(self.cfg.source))
         if not self._files:
             raise SourceError(f"{self.cfg.source}: no images found")
         self._pos = 0
 
+    def _load(self, path: str) -> np.ndarray:
+        return read_image_file(path, self.cfg.max_pixels, None, self.decode_target,
+                               self.cfg.decode_scale)
+
     def read(self) -> tuple[np.ndarray, str | None] | None:
-        while True:
+        # The next files are read and decoded while this one is classified (in order).
+        while self._ahead.room > 0 and self._files:
             if self._pos >= len(self._files):
                 if not self.cfg.loop:
-                    return None
+                    break
                 self._pos = 0
-            path = self._files[self._pos]
+            self._ahead.submit(self._files[self._pos])
             self._pos += 1
-            # An unreadable image is skipped, not fatal: raise so the camera counts it.
-            try:
-                image = read_image_file(path, self.cfg.max_pixels, None, self.decode_target,
-                                        self.cfg.decode_scale)
-            except OSError as exc:
-                raise ImageRejected(f"{safe_name(path)}: cannot read: "
-                                    f"{exc.strerror or exc}") from None
-            return image, safe_name(os.path.basename(path))
+        if not self._ahead:
+            return None
+        path, loading = self._ahead.take()
+        # An unreadable image is skipped, not fatal: raise so the camera counts it.
+        try:
+            image = loading.result()
+        except OSError as exc:
+            raise ImageRejected(f"{safe_name(path)}: cannot read: "
+                                f"{exc.strerror or exc}") from None
+        return image, safe_name(os.path.basename(path))
 
     def close(self) -> None:
+        self._ahead.close()
         self._files = []
