@@ -180,6 +180,7 @@ def edged_step(tmp: Path, broker: Broker, url: str, n: int, fps: float, seconds:
                         open_all = time.monotonic() - t0
                 _reports(text, mport, max_lag_s, t0, first_report, log)
             c0, w0 = cpu_s(proc.pid), time.monotonic()
+            drops0 = _drops(scrape(mport))
             start_wall = time.time()
             while time.monotonic() - w0 < seconds:
                 time.sleep(1.0)
@@ -198,6 +199,10 @@ def edged_step(tmp: Path, broker: Broker, url: str, n: int, fps: float, seconds:
             end_wall = time.time()
             text = scrape(mport)
             lag_drops = counters(text, "edged_frames_dropped_total", "lag")
+            # Where the missing results went, in the window: by drop reason.
+            drops1 = _drops(text)
+            res["dropped_in_window"] = {k: round(drops1.get(k, 0) - drops0.get(k, 0))
+                                        for k in sorted(drops1)}
         finally:
             ts = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -230,6 +235,15 @@ def edged_step(tmp: Path, broker: Broker, url: str, n: int, fps: float, seconds:
                 res[f"{k}_after_all_open_s"] = round(max(0.0, first_report[k] - open_all), 1)
     res["pass"] = res["cameras_below_95pct"] == 0 and res["lag_p99_s"] < 1.5
     return res
+
+
+def _drops(text: str) -> dict[str, float]:
+    """edged_frames_dropped_total summed over cameras, by reason."""
+    out: dict[str, float] = {}
+    for m in re.finditer(r'^edged_frames_dropped_total\{[^}]*reason="([^"]+)"[^}]*\} (\S+)',
+                         text, re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
 
 
 def _reports(text: str, mport: int, max_lag_s: float, t0: float, first: dict, log: Path) -> None:
@@ -310,6 +324,17 @@ def largest(steps: list[dict]) -> int:
     return max(passed) if passed else 0
 
 
+def _all_steps(tmp: Path, broker: Broker, url: str, ns: str, fps: float,
+               a: argparse.Namespace, what: str) -> list[dict]:
+    """The issue's other decode-everything yardstick: edged itself with `decode: all`."""
+    steps = []
+    for n in map(int, ns.split(",")) if ns else ():
+        step = edged_step(tmp, broker, url, n, fps, a.seconds, a.warmup, decode="all")
+        print(what, "decode all", json.dumps(step), flush=True)
+        steps.append(step)
+    return steps
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="c1,c2,c4")
@@ -317,6 +342,8 @@ def main() -> int:
     ap.add_argument("--c1", default="16,32,48,64,80")
     ap.add_argument("--c2", default="8,12,16,20,24")
     ap.add_argument("--yard", default="8,12,16,20,24,28")
+    ap.add_argument("--all", dest="all_n", default="8,12,16,20,24",
+                    help="N for the second yardstick: edged itself with `decode: all` (C1, C2)")
     ap.add_argument("--c4", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=15)
@@ -325,6 +352,7 @@ def main() -> int:
     a = ap.parse_args()
     if a.quick:
         a.c1, a.c2, a.yard, a.c4, a.seconds, a.warmup = "2,4", "2", "2", 4, 10, 8
+        a.all_n = "2"
     out: dict = {"machine": machine(), "load_start": load()}
     print(out["machine"], "load", out["load_start"], flush=True)
     keep = Path(a.keep) if a.keep else None
@@ -353,8 +381,10 @@ def main() -> int:
                         step = yardstick_step(server.url(), n, a.seconds, 5)
                         print("c1 yardstick", json.dumps(step), flush=True)
                         yard.append(step)
+                    every = _all_steps(tmp, broker, server.url(), a.all_n, 1, a, "c1")
                 out["c1"] = {"steps": steps, "yardstick": yard, "edged_max_n": largest(steps),
-                             "yardstick_max_n": largest(yard)}
+                             "yardstick_max_n": largest(yard), "decode_all": every,
+                             "decode_all_max_n": largest(every)}
             if "c2" in only:
                 with RtspServer(gop50) as server:
                     steps = []
@@ -367,11 +397,16 @@ def main() -> int:
                         step = yardstick_step(server.url(), n, a.seconds, 5)
                         print("c2 yardstick", json.dumps(step), flush=True)
                         yard.append(step)
+                    every = _all_steps(tmp, broker, server.url(), a.all_n, 2, a, "c2")
                 out["c2"] = {"steps": steps, "yardstick": yard, "edged_max_n": largest(steps),
-                             "yardstick_max_n": largest(yard)}
+                             "yardstick_max_n": largest(yard), "decode_all": every,
+                             "decode_all_max_n": largest(every)}
                 if out["c2"]["yardstick_max_n"]:
                     out["c2"]["ratio"] = round(out["c2"]["edged_max_n"]
                                                / out["c2"]["yardstick_max_n"], 2)
+                if out["c2"]["decode_all_max_n"]:
+                    out["c2"]["ratio_vs_decode_all"] = round(
+                        out["c2"]["edged_max_n"] / out["c2"]["decode_all_max_n"], 2)
             if "c4" in only:
                 with RtspServer(gop50) as server:
                     step = edged_step(tmp, broker, server.url(), a.c4, 2, a.seconds, a.warmup)
