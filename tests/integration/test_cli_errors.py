@@ -388,3 +388,20 @@ def test_no_command_is_usage_error():
     proc = no_traceback(edged())
     assert proc.returncode == 2
     assert "usage: edged" in proc.stderr
+
+
+def test_check_config_warns_of_another_kinds_setting_in_one_line(tmp_path):
+    """A setting of another source kind is not an error (older configs keep working) but
+    check-config says, in one line with its file and line, that it is ignored."""
+    from tests.conftest import demo_config, write_config
+
+    data = demo_config(1883)
+    data["cameras"]["conveyor"]["transport"] = "udp"  # RTSP's, on a video file
+    path = write_config(tmp_path / "c.yaml", data)
+    done = edged("check-config", "-c", str(path))
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("warning:")]
+    assert line.startswith(f"warning: {path}:")
+    assert line.endswith("cameras.conveyor.transport: ignored: a setting of rtsp sources, "
+                         "and this camera is video, from its source")
+    assert done.stdout.strip() == f"{path}: ok"
