@@ -127,6 +127,7 @@ class Camera:
         """Choose the source kind and open finite sources now, so a file that cannot be read
         stops the daemon before anything else starts. Live sources open in the thread."""
         self._source = make_source(self.cfg)
+        self._source.owned_by(self.name)
         self._aim_decode()
         self._source.check()
         if not self._source.live:
@@ -189,6 +190,7 @@ class Camera:
                       "abandoning that thread and reopening the source (%d stuck of at most %d)",
                       self.name, stuck, self.cfg.timeout_s, len(self._stuck), MAX_ABANDONED)
             self._source = make_source(self.cfg)
+            self._source.owned_by(self.name)
             self._aim_decode()
             self._beat()
             self._spawn()
@@ -226,7 +228,8 @@ class Camera:
         if not self._lag.active(time.monotonic()):
             return None
         src = self._source
-        limit = src.stream.max_lag_s if src is not None and src.stream is not None else 0.0
+        limit = (src.stream.max_lag_s if src is not None and src.stream is not None
+                 else getattr(self.cfg, "max_lag_s", 0.0))  # between reconnects: no stream
         return (f"lagging: was {self._lag.worst:.1f}s behind the stream (max_lag_s "
                 f"{limit:g}); jumped back to live")
 

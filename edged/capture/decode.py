@@ -36,6 +36,15 @@ class DecodeTarget:
         # stream's own size, for its stream info); None after a full decode.
         self.full_hw: tuple[int, int] | None = None
 
+    def at(self, hw: tuple[int, int] | None) -> DecodeTarget:
+        """This target as it was when `hw` was its size (for an image read ahead); the full
+        size it records lands here too."""
+        if hw == self.hw:
+            return self
+        other = DecodeTarget()
+        other.hw = hw
+        return other
+
 
 def reduction(size: tuple[int, int] | None, target_hw: tuple[int, int] | None) -> int:
     """The DCT scale denominator (1, 2, 4 or 8) for an image of `size` and a model input."""

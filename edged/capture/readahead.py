@@ -5,14 +5,17 @@ A 12 MP JPEG takes tens of milliseconds to decode even at reduced scale, and a c
 that decodes one at a time sets the pace of a QC hot folder while a core idles. OpenCV's
 decoder and file reads release the GIL, so `depth` decodes run in parallel with inference.
 Order is kept (results come in file order), and memory is bounded by `depth` images in flight.
+Each load runs on its own short-lived daemon thread: a read stuck on a hung network share must
+not keep the process from exiting, as it would a thread pool's (which Python joins at exit).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -28,8 +31,7 @@ class ReadAhead(Generic[K, T]):
                  name: str = "read-ahead") -> None:
         self._load = load
         self.depth = depth
-        self._name = name
-        self._pool: ThreadPoolExecutor | None = None
+        self.name = name  # of the threads (the camera sets it to its own name)
         self._queue: deque[tuple[K, Future[T]]] = deque()
 
     def __len__(self) -> int:
@@ -40,9 +42,18 @@ class ReadAhead(Generic[K, T]):
         return self.depth - len(self._queue)
 
     def submit(self, key: K) -> None:
-        if self._pool is None:  # threads only once there is work, named for the camera
-            self._pool = ThreadPoolExecutor(self.depth, thread_name_prefix=self._name)
-        self._queue.append((key, self._pool.submit(self._load, key)))
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return  # dropped by close() before it started
+            try:
+                future.set_result(self._load(key))
+            except BaseException as exc:  # noqa: BLE001 - handed to take()'s caller
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=self.name, daemon=True).start()
+        self._queue.append((key, future))
 
     def take(self) -> tuple[K, Future[T]]:
         """The oldest key and its future (`.result()` gives the image or raises what
@@ -50,13 +61,10 @@ class ReadAhead(Generic[K, T]):
         return self._queue.popleft()
 
     def close(self) -> list[K]:
-        """Drop what is queued and return its keys; the threads end after the load in hand
-        (bounded by the file size limit)."""
+        """Drop what is queued and return its keys; a load in hand ends on its own (bounded
+        by the file size limit) and its result is dropped."""
         for _, future in self._queue:
             future.cancel()
         dropped = [key for key, _ in self._queue]
         self._queue.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
         return dropped

@@ -347,7 +347,8 @@ class Config(_Strict):
         "info", description="Least severe log level shown."
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics.")
-    models: dict[Name, ModelConfig] = Field(..., description="Models by name.")
+    models: dict[Name, SerializeAsAny[ModelConfig]] = Field(
+        ..., description="Models by name; each takes the settings of its backend too.")
     # SerializeAsAny: each camera is its source kind's model and dumps all of its settings.
     cameras: dict[Name, SerializeAsAny[CameraConfig]] = Field(
         ..., description="Cameras by name; each takes the settings of its source kind too.")
@@ -431,13 +432,17 @@ def _drop_other_variants(root: Any, where: str, entry: Any, base: str | None,  #
         if key in own or key not in others:
             kept[key] = value
             continue
+        if root is CameraConfig and key == "watch" and value is True and entry.get("type"):
+            kept[key] = value  # an explicit type with watch: true contradicts: an error
+            continue
         owners = sorted(others[key])
         field = models[owners[0]].model_fields[key]
         default = field.get_default(call_default_factory=True)
         if not _is_default(value, default.model_dump() if hasattr(default, "model_dump")
                            else default):
             noun, verb = _VARIANT_WORDS[root]
-            how = ", from its source" if root is CameraConfig and "type" not in entry else ""
+            how = ", from its source" if root is CameraConfig and entry.get("type") is None \
+                else ""
             notes.append(f"{where}.{key}: ignored: a setting of {' and '.join(owners)} "
                          f"{noun}, and this {verb} {kind}{how}")
     return kept
@@ -532,8 +537,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{path}:1: cannot validate the config: {type(exc).__name__}: "
                            f"{str(exc)[:200]}"]) from None
     cfg = _resolve(cfg, path, lines)
-    cfg._notes = [f"{path}:{line_for(lines, tuple(note.partition(': ')[0].split('.')))}: {note}"
-                  for note in cfg.notes]
+    placed = sorted((line_for(lines, tuple(note.partition(": ")[0].split("."))), note)
+                    for note in cfg.notes)
+    cfg._notes = [f"{path}:{line}: {note}" for line, note in placed]
     return cfg
 
 

@@ -104,14 +104,6 @@ class Variants(_Strict):
                 return super().__new__(model)  # Python then runs model's __init__(**data)
         return super().__new__(cls)
 
-    def __init__(self, **data: Any) -> None:  # noqa: ANN401
-        root = type(self)._root()
-        if root is not None and root is not type(self):
-            kind = next((k for k, m in root.variants().items() if m is type(self)), None)
-            if kind is not None:
-                data = root.variant_data(data, kind)
-        super().__init__(**data)
-
     @model_validator(mode="wrap")
     @classmethod
     def _as_variant(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:  # noqa: ANN401

@@ -231,6 +231,23 @@ class CameraConfig(Variants):
         """(w, h) of a frame of w x h after `rotate`."""
         return (h, w) if self.rotate in (90, 270) else (w, h)
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type_from_source(cls, v: Any) -> Any:  # noqa: ANN401
+        # `type: null` means "from the source", which chose this kind's model.
+        if v is None and cls is not CameraConfig:
+            return cls.model_fields["type"].default
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _watch_is_for_folders(cls, data: Any) -> Any:  # noqa: ANN401
+        if (cls is not CameraConfig and isinstance(data, dict) and data.get("watch") is True
+                and "watch" not in cls.model_fields):
+            raise ValueError(f"watch: true is for image folders, not type "
+                             f"{cls.model_fields['type'].default}")
+        return data
+
     @field_validator("type")
     @classmethod
     def _type(cls, v: str | None) -> str | None:
@@ -245,6 +262,14 @@ class CameraConfig(Variants):
         if v is not None and (len(v) != 4 or v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
             raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
         return v
+
+    @model_validator(mode="after")
+    def _some_kind(self) -> CameraConfig:
+        if type(self) is CameraConfig:  # no kind took the source (a URL scheme, a bool)
+            raise ValueError(f"source: no source kind handles {self.source!r}: give a video "
+                             "file, an image folder or glob, /dev/videoN or an index, an "
+                             "rtsp:// or http(s):// URL, or a GStreamer pipeline, or set type")
+        return self
 
     @model_validator(mode="after")
     def _regions(self) -> CameraConfig:

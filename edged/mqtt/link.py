@@ -55,7 +55,8 @@ class MqttLink:
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         with self._lock:
             self._subscriptions.append((topic_filter, handler, qos))
-            self._sink.subscribe(topic_filter, handler, qos)
+            sink = self._sink
+        sink.subscribe(topic_filter, handler, qos)  # may wait for the SUBACK: not under the lock
 
     def unsubscribe(self, handler: Handler) -> None:
         """Forget `handler`'s subscriptions (on the next sink; the broker keeps the current

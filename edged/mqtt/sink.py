@@ -94,7 +94,7 @@ class MqttSink(Sink):
             where=self._servers.describe(), hint=lambda rc: feature_hint(rc, cfg))
         self._rng = random.Random()
         self._subscriptions: list[tuple[str, int, MessageHandler]] = []
-        self._subacks: dict[int, threading.Event] = {}  # mid -> acknowledged
+        self._subacks: dict[int, tuple[threading.Event, str]] = {}  # mid -> (acked, filter)
         self._suback_lock = threading.Lock()  # held across subscribe(): the mid is known
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
@@ -124,7 +124,7 @@ class MqttSink(Sink):
         with self._suback_lock:
             result, mid = client.subscribe(topic_filter, qos=qos)
             if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
-                self._subacks[mid] = acked
+                self._subacks[mid] = (acked, topic_filter)
         # Never wait on paho's own thread: the SUBACK is read there.
         if mid is not None and threading.current_thread() is not getattr(client, "_thread", None):
             if not acked.wait(wait_s):
@@ -135,9 +135,13 @@ class MqttSink(Sink):
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
         with self._suback_lock:
-            acked = self._subacks.get(mid)
-        if acked is not None:
-            acked.set()
+            pending = self._subacks.get(mid)
+        refused = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+        if refused:  # e.g. not authorised: the extension would wait for nothing
+            log.warning("mqtt: the broker refused the subscription to %s: %s",
+                        pending[1] if pending else f"message {mid}", refused[0])
+        if pending is not None:
+            pending[0].set()
 
     def unsubscribe(self, handler: MessageHandler) -> None:
         gone = {f for f, _, h in self._subscriptions if h == handler}

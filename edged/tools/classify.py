@@ -34,6 +34,11 @@ def model_config(model: str, labels: str | None, top_k: int, **options: Any) -> 
     except ValidationError as exc:
         err = exc.errors()[0]
         key = str(err["loc"][0]).replace("_", "-")
+        owners = ModelConfig.variant_settings().get(str(err["loc"][0]))
+        if err["type"] == "extra_forbidden" and owners:  # e.g. --device without its delegate
+            delegate = options.get("delegate") or "none (the CPU)"
+            raise EdgedError(f"--{key}: an option of the {' and '.join(sorted(owners))} "
+                             f"backends, not of --delegate {delegate}") from None
         raise EdgedError(f"--{key}: {err['msg'].removeprefix('Value error, ')}") from None
 
 

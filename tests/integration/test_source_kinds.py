@@ -297,6 +297,7 @@ def test_hot_folder_reads_ahead_in_order_and_a_reopen_rereads_what_was_not_hande
     on when the source closes (a reconnect) are read again, never lost."""
     clock = Clock()
     src = HotFolderSource(cam(str(tmp_path), watch=True, settle_s=0), clock)
+    src.owned_by("qc")
     src.open()
     for i in range(4):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 4, 3), i, np.uint8))
@@ -304,8 +305,8 @@ def test_hot_folder_reads_ahead_in_order_and_a_reopen_rereads_what_was_not_hande
     clock.now += 0.1
     image, name = src.read()
     assert name == "0.png" and int(image[0, 0, 0]) == 0
-    threads = [t.name for t in threading.enumerate() if t.name.startswith("read-ahead-")]
-    assert 1 <= len(threads) <= 2  # at most two files ahead
+    assert len(src._ahead) <= 2  # at most two files ahead, on threads named for the camera
+    assert src._ahead.name == "read-ahead-qc"
     src.close()  # 1.png (and perhaps 2.png) were read ahead, not handed on
     src.open()
     assert read_all(src) == []  # sighted again after the reopen
@@ -393,6 +394,8 @@ def test_frames_older_than_max_age_are_dropped_before_inference(tmp_path):
     ({"source": "/dev/video0", "v4l2": {"pixel_format": "MJPEG"}},
      "cameras.c.v4l2.pixel_format: "),
     ({"max_age_ms": -1}, "cameras.c.max_age_ms: "),
+    ({"watch": True, "type": "rtsp"}, "cameras.c: watch: true is for image folders"),
+    ({"source": "file:///srv/a.mp4"}, "cameras.c: source: no source kind handles"),
 ])
 def test_bad_live_source_config_is_one_line_with_its_key(tmp_path, camera, message):
     from edged.errors import ConfigError
@@ -406,14 +409,15 @@ def test_bad_live_source_config_is_one_line_with_its_key(tmp_path, camera, messa
 
 
 def test_another_kinds_setting_on_a_live_camera_is_ignored_with_a_note(tmp_path):
-    """watch: true on an RTSP camera was an error; like every setting of another kind it is
-    now ignored, with one line naming the key and the kinds it belongs to."""
+    """watch: true on a camera whose source is an RTSP URL is, like every setting of another
+    kind, ignored with one line naming the key and the kinds it belongs to (with an explicit
+    `type: rtsp` it is an error, as before)."""
     data = demo_config(1883)
-    data["cameras"] = {"c": {"source": "rtsp://cam/x", "type": "rtsp", "watch": True}}
+    data["cameras"] = {"c": {"source": "rtsp://cam/x", "watch": True}}
     cfg = load_config(write_config(tmp_path / "c.yaml", data))
     (note,) = cfg.notes
     assert note.endswith("cameras.c.watch: ignored: a setting of images sources, and this "
-                         "camera is rtsp")
+                         "camera is rtsp, from its source")
     assert not hasattr(cfg.cameras["c"], "watch")
 
 

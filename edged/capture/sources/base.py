@@ -68,6 +68,9 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def owned_by(self, camera: str) -> None:
+        """The camera this source reads for (names the source's own threads, if any)."""
+
     @property
     def paced(self) -> bool:
         """Read at the source's own frame rate although it is a file (`realtime: true`)."""

@@ -58,8 +58,9 @@ class HotFolderSource(Source):
         self._settling: dict[str, tuple[Signature, float]] = {}  # signature, since when
         self._ready: list[str] = []
         # The next files are read and decoded while this one is classified (in file order).
-        self._ahead: ReadAhead[tuple[str, str], np.ndarray] = ReadAhead(
-            self._load, name=f"read-ahead-{os.path.basename(self._folder.rstrip(os.sep))}")
+        # (name, shown name, the decode target's size when it was read)
+        self._ahead: ReadAhead[tuple[str, str, tuple[int, int] | None], np.ndarray] = \
+            ReadAhead(self._load, name="read-ahead")
         self._lock = threading.Lock()  # done() runs on the publisher's thread
 
     @classmethod
@@ -144,12 +145,17 @@ class HotFolderSource(Source):
                 continue  # gone before it was read
             with self._lock:
                 self._seen[name] = (st.st_size, st.st_mtime_ns)
-            self._ahead.submit((name, safe_name(name)))
+            self._ahead.submit((name, safe_name(name), self.decode_target.hw))
         if not self._ahead:
             return IDLE
-        (name, shown), loading = self._ahead.take()
+        key, loading = self._ahead.take()
+        name, shown, hw = key
         try:
-            image: np.ndarray = loading.result()
+            if hw != self.decode_target.hw:  # a reload changed the model or regions since
+                loading.cancel()
+                image: np.ndarray = self._load((name, shown, self.decode_target.hw))
+            else:
+                image = loading.result()
         except ImageRejected as exc:
             exc.args = (f"hot folder {self._folder}: {exc}{self._fail(name, str(exc))}",)
             exc.logged = True
@@ -158,15 +164,16 @@ class HotFolderSource(Source):
             self._names[shown] = name
         return image, shown
 
-    def _load(self, key: tuple[str, str]) -> np.ndarray:
-        """Read and decode one file (on a read-ahead thread)."""
-        name, shown = key
+    def _load(self, key: tuple[str, str, tuple[int, int] | None]) -> np.ndarray:
+        """Read and decode one file (on a read-ahead thread) for the decode target as it
+        was when the file was queued."""
+        name, shown, hw = key
         path = os.path.join(self._folder, name)
         try:
             if os.stat(path).st_size == 0:
                 raise ImageRejected(f"{shown}: empty file")
-            return read_image_file(path, self.cfg.max_pixels, shown, self.decode_target,
-                                   self.cfg.decode_scale)
+            return read_image_file(path, self.cfg.max_pixels, shown,
+                                   self.decode_target.at(hw), self.cfg.decode_scale)
         except OSError as exc:
             raise ImageRejected(f"{shown}: cannot read: {exc.strerror or exc}") from None
 
@@ -206,10 +213,13 @@ class HotFolderSource(Source):
     def describe(self) -> str:
         return f"{self._folder} (watched)"
 
+    def owned_by(self, camera: str) -> None:
+        self._ahead.name = f"read-ahead-{camera}"
+
     def close(self) -> None:
         dropped = self._ahead.close()
         with self._lock:  # files read ahead but not handed on: read again after a reopen
-            for name, _ in dropped:
+            for name, _, _ in dropped:
                 self._seen.pop(name, None)
         self._ready = []
         self._settling = {}

@@ -75,8 +75,9 @@ class ImageFolderSource(Source):
         super().__init__(cfg)
         self._files: list[str] = []
         self._pos = 0
-        self._ahead: ReadAhead[str, np.ndarray] = ReadAhead(
-            self._load, name=f"read-ahead-{os.path.basename(str(cfg.source).rstrip(os.sep))}")
+        # (path, the decode target's size when it was read)
+        self._ahead: ReadAhead[tuple[str, tuple[int, int] | None], np.ndarray] = ReadAhead(
+            self._load, name="read-ahead")
 
     @classmethod
     def accepts(cls, source: str | int) -> bool:
@@ -89,8 +90,9 @@ class ImageFolderSource(Source):
             raise SourceError(f"{self.cfg.source}: no images found")
         self._pos = 0
 
-    def _load(self, path: str) -> np.ndarray:
-        return read_image_file(path, self.cfg.max_pixels, None, self.decode_target,
+    def _load(self, key: tuple[str, tuple[int, int] | None]) -> np.ndarray:
+        path, hw = key
+        return read_image_file(path, self.cfg.max_pixels, None, self.decode_target.at(hw),
                                self.cfg.decode_scale)
 
     def read(self) -> tuple[np.ndarray, str | None] | None:
@@ -100,18 +102,25 @@ class ImageFolderSource(Source):
                 if not self.cfg.loop:
                     break
                 self._pos = 0
-            self._ahead.submit(self._files[self._pos])
+            self._ahead.submit((self._files[self._pos], self.decode_target.hw))
             self._pos += 1
         if not self._ahead:
             return None
-        path, loading = self._ahead.take()
+        (path, hw), loading = self._ahead.take()
         # An unreadable image is skipped, not fatal: raise so the camera counts it.
         try:
-            image = loading.result()
+            if hw != self.decode_target.hw:  # a reload changed the model or regions since
+                loading.cancel()
+                image = self._load((path, self.decode_target.hw))
+            else:
+                image = loading.result()
         except OSError as exc:
             raise ImageRejected(f"{safe_name(path)}: cannot read: "
                                 f"{exc.strerror or exc}") from None
         return image, safe_name(os.path.basename(path))
+
+    def owned_by(self, camera: str) -> None:
+        self._ahead.name = f"read-ahead-{camera}"
 
     def close(self) -> None:
         self._ahead.close()

@@ -78,3 +78,29 @@ def test_close_returns_what_was_not_taken_and_its_threads_end():
     while any(t.name.startswith("test-close") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "read-ahead threads did not end"
         time.sleep(0.01)
+
+
+def test_images_read_ahead_for_an_old_model_input_are_decoded_again(tmp_path):
+    """A reload that changes the model (or adds regions) re-aims the decode scale: images
+    already read ahead at the old scale are decoded again at the new one."""
+    import cv2
+    import numpy as np
+
+    from edged.capture.sources.images import ImageFolderSource
+    from edged.config import CameraConfig
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), np.full((960, 1280, 3), 100 + i, np.uint8))
+    src = ImageFolderSource(CameraConfig(source=str(tmp_path / "*.jpg")))
+    src.owned_by("qc")
+    src.decode_target.hw = (40, 40)  # a small model: 1/8 scale
+    src.open()
+    first, _ = src.read()
+    assert first.shape[:2] == (120, 160)  # and two more are read ahead at 1/8
+    src.decode_target.hw = None  # regions: full decodes from now on
+    second, name = src.read()
+    assert name == "1.jpg" and second.shape[:2] == (960, 1280)
+    third, _ = src.read()
+    assert third.shape[:2] == (960, 1280)
+    assert src.read() is None
+    src.close()

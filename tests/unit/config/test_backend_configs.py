@@ -138,3 +138,15 @@ def test_the_shipped_backends_build_from_their_config():
     tpu = get_backend("edgetpu").from_config(
         b"", ModelConfig(path="m", delegate="edgetpu", device="pci:0"), **common)
     assert type(tpu) is EdgeTpuBackend and "pci:0" in tpu.label
+
+
+def test_classify_says_which_delegate_an_option_needs(tmp_path):
+    from edged.errors import EdgedError
+    from edged.tools.classify import model_config
+
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    with pytest.raises(EdgedError, match="--device: an option of the edgetpu backends, not "
+                                         "of --delegate none"):
+        model_config(str(tmp_path / "m.tflite"), None, 3, device="usb")
+    assert model_config(str(tmp_path / "m.tflite"), None, 3, delegate="edgetpu",
+                        device="usb").device == "usb"

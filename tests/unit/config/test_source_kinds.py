@@ -147,3 +147,27 @@ def test_a_new_source_kind_is_one_class_with_its_own_config(pattern_kind):
     assert source_class(cam) is _PatternSource
     with pytest.raises(ValidationError, match="pattern"):
         CameraConfig.model_validate({"source": "belt.mp4", "pattern": "checker"})
+
+
+def test_a_kinds_model_keeps_its_own_type():
+    with pytest.raises(ValidationError, match="type"):
+        RtspCameraConfig.model_validate({"source": "rtsp://c/s", "type": "video"})
+    assert VideoCameraConfig(source="a.mp4", type=None).type == "video"
+
+
+def test_a_source_no_kind_takes_is_an_error_not_a_bare_camera():
+    for source in ("file:///srv/a.mp4", True):
+        with pytest.raises(ValidationError, match="no source kind handles"):
+            CameraConfig.model_validate({"source": source})
+
+
+def test_a_config_dump_keeps_every_kinds_settings(tmp_path):
+    cfg = _config(tmp_path, {"source": "rtsp://c/s", "transport": "udp"})
+    cfg.models["default"] = type(cfg.models["default"]).model_validate(
+        {"path": "m.tflite"})
+    tpu = {"path": "m.tflite", "delegate": "edgetpu", "fallback": "fail", "device": "usb"}
+    again = Config.model_validate({**cfg.model_dump(), "models": {"default": tpu}})
+    dumped = again.model_dump()
+    assert dumped["cameras"]["belt"]["transport"] == "udp"
+    assert dumped["models"]["default"]["fallback"] == "fail"
+    assert Config.model_validate(dumped) == again
