@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -11,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -55,6 +54,22 @@ class ReconnectConfig(_Strict):
             raise ValueError("max_s must be >= initial_s")
         return self
 
+
+
+class _PasswordSources(_Strict):
+    """Where a password comes from (never the config file itself); read by credentials.py."""
+
+    password_file: str | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password."
+    )
+    password_credential: str | None = Field(
+        None, description="systemd credential name holding the password ($CREDENTIALS_DIRECTORY)."
+    )
+
+    def password_sources(self) -> list[str]:
+        return [k for k in ("password_file", "password_env", "password_credential")
+                if getattr(self, k) is not None]
 
 
 class Variants(_Strict):
