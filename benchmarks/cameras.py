@@ -324,6 +324,33 @@ def largest(steps: list[dict]) -> int:
     return max(passed) if passed else 0
 
 
+def _capacity(tmp: Path, broker: Broker, video: Path, fps: float, ns: str,
+              a: argparse.Namespace, what: str) -> dict:
+    """One capacity table (C1 or C2): edged's steps, then both decode-everything yardsticks
+    (N `ffmpeg` decoders, and edged with `decode: all`), against one RTSP server."""
+    with RtspServer(video) as server:
+        steps = []
+        for n in map(int, ns.split(",")):
+            c0 = _safe_cpu(server.proc.pid)
+            step = edged_step(tmp, broker, server.url(), n, fps, a.seconds, a.warmup)
+            step["rtsp_server_cpu_s"] = round(_safe_cpu(server.proc.pid) - c0, 1)
+            print(what, json.dumps(step), flush=True)
+            steps.append(step)
+        yard = []
+        for n in map(int, a.yard.split(",")):
+            step = yardstick_step(server.url(), n, a.seconds, 5)
+            print(what, "yardstick", json.dumps(step), flush=True)
+            yard.append(step)
+        every = _all_steps(tmp, broker, server.url(), a.all_n, fps, a, what)
+    res = {"steps": steps, "yardstick": yard, "edged_max_n": largest(steps),
+           "yardstick_max_n": largest(yard), "decode_all": every,
+           "decode_all_max_n": largest(every)}
+    for key, base in (("ratio", "yardstick_max_n"), ("ratio_vs_decode_all", "decode_all_max_n")):
+        if res[base]:
+            res[key] = round(res["edged_max_n"] / res[base], 2)
+    return res
+
+
 def _all_steps(tmp: Path, broker: Broker, url: str, ns: str, fps: float,
                a: argparse.Namespace, what: str) -> list[dict]:
     """The issue's other decode-everything yardstick: edged itself with `decode: all`."""
@@ -368,45 +395,9 @@ def main() -> int:
             if "c2" in only or "c4" in only:
                 gop50 = make_stream(files / f"cam720_gop50_{length}s.mp4", 50, length)
             if "c1" in only:
-                with RtspServer(gop25) as server:
-                    steps = []
-                    for n in map(int, a.c1.split(",")):
-                        c0 = _safe_cpu(server.proc.pid)
-                        step = edged_step(tmp, broker, server.url(), n, 1, a.seconds, a.warmup)
-                        step["rtsp_server_cpu_s"] = round(_safe_cpu(server.proc.pid) - c0, 1)
-                        print("c1", json.dumps(step), flush=True)
-                        steps.append(step)
-                    yard = []
-                    for n in map(int, a.yard.split(",")):
-                        step = yardstick_step(server.url(), n, a.seconds, 5)
-                        print("c1 yardstick", json.dumps(step), flush=True)
-                        yard.append(step)
-                    every = _all_steps(tmp, broker, server.url(), a.all_n, 1, a, "c1")
-                out["c1"] = {"steps": steps, "yardstick": yard, "edged_max_n": largest(steps),
-                             "yardstick_max_n": largest(yard), "decode_all": every,
-                             "decode_all_max_n": largest(every)}
+                out["c1"] = _capacity(tmp, broker, gop25, 1, a.c1, a, "c1")
             if "c2" in only:
-                with RtspServer(gop50) as server:
-                    steps = []
-                    for n in map(int, a.c2.split(",")):
-                        step = edged_step(tmp, broker, server.url(), n, 2, a.seconds, a.warmup)
-                        print("c2", json.dumps(step), flush=True)
-                        steps.append(step)
-                    yard = []
-                    for n in map(int, a.yard.split(",")):
-                        step = yardstick_step(server.url(), n, a.seconds, 5)
-                        print("c2 yardstick", json.dumps(step), flush=True)
-                        yard.append(step)
-                    every = _all_steps(tmp, broker, server.url(), a.all_n, 2, a, "c2")
-                out["c2"] = {"steps": steps, "yardstick": yard, "edged_max_n": largest(steps),
-                             "yardstick_max_n": largest(yard), "decode_all": every,
-                             "decode_all_max_n": largest(every)}
-                if out["c2"]["yardstick_max_n"]:
-                    out["c2"]["ratio"] = round(out["c2"]["edged_max_n"]
-                                               / out["c2"]["yardstick_max_n"], 2)
-                if out["c2"]["decode_all_max_n"]:
-                    out["c2"]["ratio_vs_decode_all"] = round(
-                        out["c2"]["edged_max_n"] / out["c2"]["decode_all_max_n"], 2)
+                out["c2"] = _capacity(tmp, broker, gop50, 2, a.c2, a, "c2")
             if "c4" in only:
                 with RtspServer(gop50) as server:
                     step = edged_step(tmp, broker, server.url(), a.c4, 2, a.seconds, a.warmup)
