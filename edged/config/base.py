@@ -91,11 +91,6 @@ class Variants(_Strict):
         raise NotImplementedError
 
     @classmethod
-    def variant_data(cls, data: dict[str, Any], kind: str) -> dict[str, Any]:
-        """`data` as the chosen variant takes it."""
-        return data
-
-    @classmethod
     def _root(cls) -> type[Variants] | None:
         return next((c for c in cls.__mro__ if "variants" in c.__dict__), None)
 
@@ -128,4 +123,4 @@ class Variants(_Strict):
         model = cls.variants().get(kind) if kind is not None else None
         if model is None:  # the root's own fields say what is wrong
             return handler({k: v for k, v in data.items() if k not in cls.variant_settings()})
-        return model.model_validate(cls.variant_data(data, kind), context=info.context)
+        return model.model_validate(data, context=info.context)

@@ -213,10 +213,6 @@ class CameraConfig(Variants):
     def variant_of(cls, data: dict[str, Any], base_dir: str | None) -> str | None:
         return kind_of(data, base_dir)
 
-    @classmethod
-    def variant_data(cls, data: dict[str, Any], kind: str) -> dict[str, Any]:
-        return {**data, "type": kind}  # `type: null` means "from the source"
-
     def models_used(self) -> set[str]:
         """Every model this camera needs: its own (commands and health read it), and its
         regions' overrides."""
@@ -283,11 +279,6 @@ def source_kinds() -> dict[str, type[CameraConfig]]:
     from edged.capture.sources.registry import config_models
 
     return config_models()
-
-
-def kind_settings() -> dict[str, set[str]]:
-    """Each setting that only some kinds have -> the kinds that have it."""
-    return CameraConfig.variant_settings()
 
 
 def kind_of(data: dict[str, Any], base_dir: str | None = None) -> str | None:

@@ -17,16 +17,19 @@ def _kinds() -> dict[str, type[Source]]:
     return SOURCES
 
 
+def _selectable() -> list[type[Source]]:
+    """The kinds a `type` names, in the order `type` is inferred."""
+    return sorted((c for c in _kinds().values() if c.selectable), key=lambda c: c.priority)
+
+
 def config_models() -> dict[str, type[CameraConfig]]:
     """type -> its config model, in the order `type` is inferred."""
-    kinds = sorted((c for c in _kinds().values() if c.selectable), key=lambda c: c.priority)
-    return {c.key: c.config_model for c in kinds}
+    return {c.key: c.config_model for c in _selectable()}
 
 
 def infer_kind(source: str | int) -> str | None:
     """The kind that handles `source` when no `type` is given: the first that accepts it."""
-    kinds = sorted((c for c in _kinds().values() if c.selectable), key=lambda c: c.priority)
-    return next((c.key for c in kinds if c.accepts(source)), None)
+    return next((c.key for c in _selectable() if c.accepts(source)), None)
 
 
 def source_class(cfg: CameraConfig) -> type[Source]:
