@@ -44,8 +44,7 @@ def plain(path: str, n: int) -> float:
     return rate
 
 
-def resilient(path: str, n: int) -> float:
-    box = Outbox(path, 10**6, 10**9)
+def _put_rate(box: Outbox, n: int) -> float:
     box.open()
     t0 = time.perf_counter()
     for seq in range(n):
@@ -53,19 +52,17 @@ def resilient(path: str, n: int) -> float:
     rate = n / (time.perf_counter() - t0)
     box.close()
     return rate
+
+
+def resilient(path: str, n: int) -> float:
+    return _put_rate(Outbox(path, 10**6, 10**9), n)
 
 
 def fallback(folder: Path, n: int) -> float:
     blocker = folder / "blocker"
     blocker.write_text("a file where the outbox folder should be")
-    box = Outbox(str(blocker / "outbox.db"), 10**6, 10**9, fallback_max_messages=n)
-    box.open()
-    t0 = time.perf_counter()
-    for seq in range(n):
-        box.put(_msg(seq))
-    rate = n / (time.perf_counter() - t0)
-    box.close()
-    return rate
+    return _put_rate(Outbox(str(blocker / "outbox.db"), 10**6, 10**9,
+                            fallback_max_messages=n), n)
 
 
 def main() -> int:

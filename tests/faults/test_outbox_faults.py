@@ -258,8 +258,9 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
-def test_read_only_folder_the_daemon_starts_and_publishes_from_memory(tmp_path, env, mounts):
-    broker, sub = env
+def _start_on_a_read_only_folder(tmp_path, broker, mounts):  # noqa: ANN001, ANN202
+    """`edged run` with its outbox in a folder it cannot write (a read-only bind mount for
+    root); (the folder, the metrics port, the process)."""
     folder = tmp_path / "state-ro"
     folder.mkdir()
     if os.geteuid() == 0:
@@ -270,7 +271,12 @@ def test_read_only_folder_the_daemon_starts_and_publishes_from_memory(tmp_path, 
     cfg = demo_config(broker.port, loop=True, fps=25)
     cfg["mqtt"]["outbox"] = {"path": str(folder / "outbox.db")}
     cfg["metrics"] = {"listen": f"127.0.0.1:{port}"}
-    proc = start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    return folder, port, start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+
+
+def test_read_only_folder_the_daemon_starts_and_publishes_from_memory(tmp_path, env, mounts):
+    broker, sub = env
+    folder, port, proc = _start_on_a_read_only_folder(tmp_path, broker, mounts)
     try:
         deadline = time.monotonic() + 30
         while len(_seen(sub)) < 100:
@@ -401,17 +407,7 @@ def _ranges(text: str) -> set[int]:
 
 def test_exit_while_degraded_and_disconnected_says_what_is_lost(tmp_path, env, mounts):
     broker, sub = env
-    folder = tmp_path / "state-ro"
-    folder.mkdir()
-    if os.geteuid() == 0:
-        _need_root_mount(mounts.read_only(folder), "a read-only folder for root")
-    else:
-        folder.chmod(0o555)
-    port = free_port()
-    cfg = demo_config(broker.port, loop=True, fps=25)
-    cfg["mqtt"]["outbox"] = {"path": str(folder / "outbox.db")}
-    cfg["metrics"] = {"listen": f"127.0.0.1:{port}"}
-    proc = start_edged("run", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    folder, port, proc = _start_on_a_read_only_folder(tmp_path, broker, mounts)
     try:
         deadline = time.monotonic() + 30
         while len(_seen(sub)) < 50:
