@@ -55,7 +55,6 @@ class ReconnectConfig(_Strict):
         return self
 
 
-
 class _PasswordSources(_Strict):
     """Where a password comes from (never the config file itself); read by credentials.py."""
 
@@ -106,10 +105,14 @@ class Variants(_Strict):
                 out.setdefault(key, set()).add(kind)
         return out
 
+    @classmethod
+    def _variant_for(cls, data: dict[str, Any], base_dir: str | None) -> type[Variants] | None:
+        kind = cls.variant_of(data, base_dir)
+        return cls.variants().get(kind) if kind is not None else None
+
     def __new__(cls, *args: Any, **data: Any) -> Variants:  # noqa: ANN401
         if cls._root() is cls and data:
-            kind = cls.variant_of(data, None)
-            model = cls.variants().get(kind) if kind is not None else None
+            model = cls._variant_for(data, None)
             if model is not None:
                 return super().__new__(model)  # Python then runs model's __init__(**data)
         return super().__new__(cls)
@@ -119,8 +122,7 @@ class Variants(_Strict):
     def _as_variant(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:  # noqa: ANN401
         if cls._root() is not cls or not isinstance(data, dict):
             return handler(data)
-        kind = cls.variant_of(data, (info.context or {}).get("base_dir"))
-        model = cls.variants().get(kind) if kind is not None else None
+        model = cls._variant_for(data, (info.context or {}).get("base_dir"))
         if model is None:  # the root's own fields say what is wrong
             return handler({k: v for k, v in data.items() if k not in cls.variant_settings()})
         return model.model_validate(data, context=info.context)
