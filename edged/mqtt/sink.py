@@ -96,6 +96,7 @@ class MqttSink(Sink):
         self._subscriptions: list[tuple[str, int, MessageHandler]] = []
         self._subacks: dict[int, tuple[threading.Event, str]] = {}  # mid -> (acked, filter)
         self._suback_lock = threading.Lock()  # held across subscribe(): the mid is known
+        self._network_thread: threading.Thread | None = None  # paho's loop (seen on connect)
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
 
@@ -126,7 +127,7 @@ class MqttSink(Sink):
             if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
                 self._subacks[mid] = (acked, topic_filter)
         # Never wait on paho's own thread: the SUBACK is read there.
-        if mid is not None and threading.current_thread() is not getattr(client, "_thread", None):
+        if mid is not None and threading.current_thread() is not self._network_thread:
             if not acked.wait(wait_s):
                 log.warning("mqtt: no SUBACK for %s within %.0f s; it is retried on the next "
                             "connect", topic_filter, wait_s)
@@ -219,6 +220,7 @@ class MqttSink(Sink):
         if reason_code.is_failure:
             self._health.refused(reason_code)
             return
+        self._network_thread = threading.current_thread()  # callbacks run on paho's loop
         # Logs "connected" (once) and sets edged_mqtt_connected.
         self._health.connected(getattr(properties, "MaximumQoS", None))
         for topic_filter, qos, _ in self._subscriptions:
