@@ -124,10 +124,12 @@ class MqttSink(Sink):
         acked = threading.Event()
         with self._suback_lock:
             result, mid = client.subscribe(topic_filter, qos=qos)
-            if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+            sent = result == mqtt.MQTT_ERR_SUCCESS and mid is not None
+            if sent:
                 self._subacks[mid] = (acked, topic_filter)
-        # Never wait on paho's own thread: the SUBACK is read there.
-        if mid is not None and threading.current_thread() is not self._network_thread:
+        # Not sent (the connection just dropped): the next connect subscribes. Never wait on
+        # paho's own thread: the SUBACK is read there.
+        if sent and threading.current_thread() is not self._network_thread:
             if not acked.wait(wait_s):
                 log.warning("mqtt: no SUBACK for %s within %.0f s; it is retried on the next "
                             "connect", topic_filter, wait_s)
